@@ -1,0 +1,60 @@
+# pycontainerd — `make run` starts the daemon, `make test` runs every test.
+# Both install what they need first (Debian packages and a .venv).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+APT_PACKAGES := containerd runc golang-github-containerd-containerd-dev
+STAMP_APT := $(VENV)/.apt-stamp
+STAMP_PIP := $(VENV)/.pip-stamp
+STAMP_PROTO := $(VENV)/.proto-stamp
+PROTOS := $(shell find pycontainerd/api -name '*.proto')
+
+.PHONY: install run test lint typecheck unit bench clean proto
+
+install: $(STAMP_APT) $(STAMP_PIP) $(STAMP_PROTO)
+
+$(STAMP_APT):
+	@mkdir -p $(VENV)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP_PIP): pyproject.toml | $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+$(STAMP_PROTO): $(PROTOS) scripts/genproto.py $(STAMP_PIP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) scripts/genproto.py >/dev/null
+	@touch $@
+
+proto: $(STAMP_PROTO)
+
+run: install
+	$(VENV)/bin/pycontainerd
+
+lint: install
+	$(VENV)/bin/ruff check pycontainerd tests bench scripts
+	$(VENV)/bin/ruff format --check pycontainerd tests bench scripts
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: install lint typecheck
+	$(VENV)/bin/pytest -q tests
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
+	find pycontainerd/api \( -name '*_pb2*.py' -o -name '*_pb2*.pyi' \) -delete

@@ -1,0 +1,77 @@
+"""Operations built on the narrowest content roles they need."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from ..errors import AlreadyExists, Unavailable
+from ._types import Ingester, Provider, Writer
+
+CHUNK = 1 << 20
+
+
+def open_writer(store: Ingester, ref: str, total: int = 0, expected: str = "", wait: float = 10.0) -> Writer:
+    """Open an ingest, waiting while another writer holds the ref."""
+    deadline = time.monotonic() + wait
+    delay = 0.01
+    while True:
+        try:
+            return store.writer(ref, total=total, expected=expected)
+        except Unavailable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def copy_into(
+    w: Writer,
+    chunks: Iterable[bytes],
+    size: int = 0,
+    expected: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """Write ``chunks`` after whatever ``w`` holds and commit; returns the digest.
+
+    A blob that already exists counts as success, as containerd's helpers do.
+    """
+    try:
+        for chunk in chunks:
+            if chunk:
+                w.write(chunk)
+        return w.commit(size=size, expected=expected, labels=labels)
+    except AlreadyExists:
+        return expected or w.digest()
+    finally:
+        w.close()
+
+
+def write_blob(
+    store: Ingester, ref: str, data: bytes, expected: str = "", labels: Mapping[str, str] | None = None
+) -> str:
+    """Store ``data`` as one blob through an ingest named ``ref``."""
+    try:
+        w = open_writer(store, ref, total=len(data), expected=expected)
+    except AlreadyExists:
+        return expected
+    if w.status().offset:
+        w.truncate(0)
+    return copy_into(w, (data[i : i + CHUNK] for i in range(0, len(data), CHUNK)), len(data), expected, labels)
+
+
+def read_blob(store: Provider, digest: str) -> bytes:
+    """The whole blob in memory; for manifests and configs, not layers."""
+    r = store.reader_at(digest)
+    try:
+        parts = []
+        off = 0
+        while off < r.size:
+            b = r.read_at(off, min(CHUNK, r.size - off))
+            if not b:
+                break
+            parts.append(b)
+            off += len(b)
+        return b"".join(parts)
+    finally:
+        r.close()

@@ -1,0 +1,58 @@
+"""Image records: a name pointing at a target descriptor, with labels.
+
+The records are plain metadata; the content they point at is kept alive by
+garbage collection following the target and the gc labels of the blobs.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+__all__ = ["Descriptor", "Image", "Store"]
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    target: Descriptor
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Store(Protocol):
+    """Image records of one namespace."""
+
+    def get(self, name: str) -> Image:
+        """Raises NotFound."""
+        ...
+
+    def list(self, filters: Sequence[str] = ()) -> builtins.list[Image]:
+        """Filter fields: name, target.digest, target.mediatype, labels.<key>."""
+        ...
+
+    def create(self, image: Image) -> Image:
+        """Raises AlreadyExists, InvalidArgument (empty name, bad target)."""
+        ...
+
+    def update(self, image: Image, fieldpaths: Sequence[str] = ()) -> Image:
+        """Paths: ``labels``, ``labels.<key>``, ``target``, ``annotations``... none means all.  Raises NotFound."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Raises NotFound."""
+        ...
