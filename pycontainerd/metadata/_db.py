@@ -1,0 +1,100 @@
+"""The metadata database: one SQLite file, one writer at a time.
+
+Every store of this package works through :class:`DB`, which owns the
+connection and the lock.  The lock is also what makes a content commit and
+a garbage collection exclude each other: a blob is renamed into the backend
+and recorded in SQLite under the lock, so the collector never sees a blob
+that is committed but not yet recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .. import content as content_api
+from ..namespaces import validate_namespace
+from . import _schema
+
+
+@dataclass(frozen=True)
+class GCConfig:
+    """When the background collector runs (seconds)."""
+
+    schedule_delay: float = 0.0
+    startup_delay: float = 0.1
+    interval: float = 3600.0
+
+
+class DB:
+    """Namespaced records over one physical content store."""
+
+    def __init__(self, path: pathlib.Path, backend: content_api.Store, gc_config: GCConfig | None = None) -> None:
+        from .gc import Scheduler
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.backend = backend
+        self.lock = threading.RLock()
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        _schema.migrate(self._conn)
+        self.scheduler = Scheduler(self, gc_config or GCConfig())
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            yield self._conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; rolled back on any exception."""
+        with self.lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def namespaces(self) -> NamespaceStore:
+        return NamespaceStore(self)
+
+    def content(self, namespace: str, lease: str | None = None) -> ContentStore:
+        return ContentStore(self, validate_namespace(namespace), lease or None)
+
+    def images(self, namespace: str) -> ImageStore:
+        return ImageStore(self, validate_namespace(namespace))
+
+    def leases(self, namespace: str) -> LeaseManager:
+        return LeaseManager(self, validate_namespace(namespace))
+
+    def collect_garbage(self) -> GCStats:
+        """A full mark-and-sweep now, waiting for it."""
+        from .gc import collect
+
+        return collect(self)
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        with self.lock:
+            self._conn.close()
+
+
+def ensure_namespace(conn: sqlite3.Connection, namespace: str) -> None:
+    """Namespaces come into being with their first object, as in containerd."""
+    conn.execute("INSERT OR IGNORE INTO namespaces (name) VALUES (?)", (namespace,))
+
+
+from .content import ContentStore  # noqa: E402
+from .gc import GCStats  # noqa: E402
+from .images import ImageStore  # noqa: E402
+from .leases import LeaseManager  # noqa: E402
+from .namespaces import NamespaceStore  # noqa: E402

@@ -1,0 +1,269 @@
+"""A namespace's view of the shared content store.
+
+Blobs live once in the backend; each namespace has its own records of the
+blobs it committed (or was given by the sharing policy), its own labels, and
+its own ingests, whose backend refs are prefixed with the namespace.  Blobs
+are only removed from the backend by garbage collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .. import filters
+from ..content import Info, ReaderAt, Status, Writer, validate_digest
+from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ._util import apply_label_paths, dump_labels, load_labels, now_ns, to_datetime
+from .leases import add_to_lease
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from ._db import DB
+
+
+def validate_ref(ref: str) -> str:
+    if not ref:
+        raise InvalidArgument("ref must not be empty")
+    if len(ref.encode()) > 1024 or "\x00" in ref:
+        raise InvalidArgument("ref must be at most 1024 bytes, without NUL")
+    return ref
+
+
+def _info(row: tuple[str, int, int, int, str]) -> Info:
+    digest, size, created, updated, labels = row
+    return Info(digest, size, to_datetime(created), to_datetime(updated), load_labels(labels))
+
+
+def _adaptor(info: Info) -> filters.Adaptor:
+    def field(path: Sequence[str]) -> str | None:
+        if not path:
+            return None
+        if len(path) == 1 and path[0] == "digest":
+            return info.digest
+        if len(path) == 1 and path[0] == "size":
+            return str(info.size)
+        if path[0] == "labels":
+            return filters.adapt_labels(path[1:], info.labels)
+        return None
+
+    return field
+
+
+def _status_adaptor(st: Status) -> filters.Adaptor:
+    fields = {"ref": st.ref, "expected": st.expected}
+    return lambda path: fields.get(path[0]) if len(path) == 1 else None
+
+
+_INFO = "SELECT digest, size, created_ns, updated_ns, labels FROM content"
+
+
+class ContentStore:
+    """``content.Store`` bound to one namespace and, optionally, one lease."""
+
+    def __init__(self, db: DB, namespace: str, lease: str | None = None) -> None:
+        self._db = db
+        self.namespace = namespace
+        self.lease = lease
+
+    # -- Manager / Provider -------------------------------------------------
+
+    def info(self, digest: str) -> Info:
+        validate_digest(digest)
+        with self._db.read() as conn:
+            row = conn.execute(f"{_INFO} WHERE namespace = ? AND digest = ?", (self.namespace, digest)).fetchone()
+        if row is None:
+            raise NotFound(f"content digest {digest}: not found")
+        return _info(row)
+
+    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+        validate_digest(info.digest)
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT labels FROM content WHERE namespace = ? AND digest = ?", (self.namespace, info.digest)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"content digest {info.digest}: not found")
+            if fieldpaths:
+                labels = apply_label_paths(load_labels(row[0]), info.labels, list(fieldpaths))
+                if labels is None:
+                    bad = next(p for p in fieldpaths if p != "labels" and not p.startswith("labels."))
+                    raise InvalidArgument(f"cannot update {bad!r} field on content info {info.digest!r}")
+            else:
+                labels = dict(info.labels)
+            conn.execute(
+                "UPDATE content SET labels = ?, updated_ns = ? WHERE namespace = ? AND digest = ?",
+                (dump_labels(labels), now_ns(), self.namespace, info.digest),
+            )
+        self._db.scheduler.schedule()
+        return self.info(info.digest)
+
+    def walk(self, filters_: Sequence[str] = ()) -> Iterator[Info]:
+        flt = filters.parse(filters_)
+        with self._db.read() as conn:
+            rows = conn.execute(f"{_INFO} WHERE namespace = ? ORDER BY digest", (self.namespace,)).fetchall()
+        for row in rows:
+            info = _info(row)
+            if flt.match(_adaptor(info)):
+                yield info
+
+    def delete(self, digest: str) -> None:
+        validate_digest(digest)
+        with self._db.write() as conn:
+            cur = conn.execute("DELETE FROM content WHERE namespace = ? AND digest = ?", (self.namespace, digest))
+            if cur.rowcount == 0:
+                raise NotFound(f"content digest {digest}: not found")
+        self._db.scheduler.schedule()
+
+    def reader_at(self, digest: str) -> ReaderAt:
+        self.info(digest)
+        return self._db.backend.reader_at(digest)
+
+    # -- Ingester / IngestManager ------------------------------------------
+
+    def writer(self, ref: str, total: int = 0, expected: str = "") -> Writer:
+        from ._db import ensure_namespace
+
+        validate_ref(ref)
+        if expected:
+            validate_digest(expected)
+        exists = False
+        with self._db.write() as conn:
+            ensure_namespace(conn, self.namespace)
+            if expected:
+                exists = self._share(conn, expected)
+            if not exists:
+                row = conn.execute(
+                    "SELECT backend_ref FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref)
+                ).fetchone()
+                backend_ref = row[0] if row else f"{self.namespace}/{ref}"
+                conn.execute(
+                    "INSERT OR REPLACE INTO ingests (namespace, ref, backend_ref, expected, total, created_ns, leased) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (self.namespace, ref, backend_ref, expected, total, now_ns(), self.lease is not None),
+                )
+                add_to_lease(conn, self.namespace, self.lease, "ingests", ref)
+                w = self._db.backend.writer(backend_ref, total=total, expected=expected)
+        if exists:
+            raise AlreadyExists(f"content {expected}: already exists")
+        return NamespacedWriter(self, ref, w)
+
+    def _share(self, conn: sqlite3.Connection, digest: str) -> bool:
+        """Whether ``digest`` is already here; a blob of another namespace is shared into this one."""
+        if not conn.execute(
+            "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (self.namespace, digest)
+        ).fetchone():
+            try:
+                size = self._db.backend.info(digest).size
+            except NotFound:
+                return False
+            now = now_ns()
+            conn.execute(
+                "INSERT INTO content (namespace, digest, size, created_ns, updated_ns) VALUES (?, ?, ?, ?, ?)",
+                (self.namespace, digest, size, now, now),
+            )
+        add_to_lease(conn, self.namespace, self.lease, "content", digest)
+        return True
+
+    def _backend_ref(self, conn: sqlite3.Connection, ref: str) -> str:
+        row = conn.execute(
+            "SELECT backend_ref FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"ingest {ref!r}: not found")
+        return str(row[0])
+
+    def status(self, ref: str) -> Status:
+        with self._db.read() as conn:
+            backend_ref = self._backend_ref(conn, ref)
+        return _rename(self._db.backend.status(backend_ref), ref)
+
+    def list_statuses(self, filters_: Sequence[str] = ()) -> list[Status]:
+        flt = filters.parse(filters_)
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT ref, backend_ref FROM ingests WHERE namespace = ? ORDER BY ref", (self.namespace,)
+            ).fetchall()
+        out = []
+        for ref, backend_ref in rows:
+            try:
+                st = _rename(self._db.backend.status(backend_ref), ref)
+            except NotFound:
+                continue
+            if flt.match(_status_adaptor(st)):
+                out.append(st)
+        return out
+
+    def abort(self, ref: str) -> None:
+        with self._db.write() as conn:
+            backend_ref = self._backend_ref(conn, ref)
+            try:
+                self._db.backend.abort(backend_ref)
+            except NotFound:
+                pass
+            conn.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref))
+            conn.execute(
+                "DELETE FROM lease_resources WHERE namespace = ? AND type = 'ingests' AND id = ?",
+                (self.namespace, ref),
+            )
+
+    def _commit(self, ref: str, w: Writer, size: int, expected: str, labels: Mapping[str, str]) -> str:
+        stored_labels = dump_labels(labels)
+        already = False
+        with self._db.write() as conn:
+            try:
+                digest = w.commit(size=size, expected=expected)
+            except AlreadyExists:
+                digest = expected or w.digest()
+            conn.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref))
+            conn.execute(
+                "DELETE FROM lease_resources WHERE namespace = ? AND type = 'ingests' AND id = ?",
+                (self.namespace, ref),
+            )
+            if conn.execute(
+                "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (self.namespace, digest)
+            ).fetchone():
+                already = True
+            else:
+                now = now_ns()
+                conn.execute(
+                    "INSERT INTO content (namespace, digest, size, created_ns, updated_ns, labels) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (self.namespace, digest, self._db.backend.info(digest).size, now, now, stored_labels),
+                )
+            add_to_lease(conn, self.namespace, self.lease, "content", digest)
+        if already:
+            raise AlreadyExists(f"content {digest}: already exists")
+        return digest
+
+
+def _rename(st: Status, ref: str) -> Status:
+    return Status(ref, st.offset, st.total, st.expected, st.started_at, st.updated_at)
+
+
+class NamespacedWriter:
+    """A backend writer whose commit is recorded in the namespace."""
+
+    def __init__(self, store: ContentStore, ref: str, backend: Writer) -> None:
+        self._store = store
+        self._ref = ref
+        self._w = backend
+
+    def write(self, data: bytes) -> int:
+        return self._w.write(data)
+
+    def digest(self) -> str:
+        return self._w.digest()
+
+    def status(self) -> Status:
+        return _rename(self._w.status(), self._ref)
+
+    def truncate(self, size: int) -> None:
+        self._w.truncate(size)
+
+    def commit(self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None) -> str:
+        return self._store._commit(self._ref, self._w, size, expected, labels or {})
+
+    def close(self) -> None:
+        self._w.close()

@@ -1,0 +1,222 @@
+"""Garbage collection: mark from the roots, sweep the rest.
+
+Roots are images (their targets), content labelled ``containerd.io/gc.root``,
+the resources of unexpired leases, and ingests opened without a lease.  Content
+references more content through ``containerd.io/gc.ref.content[.<suffix>]``
+labels and snapshots through ``containerd.io/gc.ref.snapshot.<snapshotter>``.
+A lease labelled ``containerd.io/gc.flat`` holds only what it lists.
+
+:func:`mark` is pure; :func:`collect` reads the graph from the database and
+sweeps, holding the database lock so no commit interleaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ..errors import ContainerdError, NotFound
+from ..leases import LABEL_EXPIRE, LABEL_FLAT
+from ._util import load_labels
+
+if TYPE_CHECKING:
+    from ._db import DB, GCConfig
+
+log = logging.getLogger(__name__)
+
+LABEL_ROOT = "containerd.io/gc.root"
+LABEL_REF_CONTENT = "containerd.io/gc.ref.content"
+LABEL_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
+
+Node = tuple[str, str, str]
+"""(type, namespace, id); type is ``content``, ``ingests`` or ``snapshots/<snapshotter>``."""
+
+
+@dataclass(frozen=True)
+class GCStats:
+    content_removed: int = 0
+    blobs_removed: int = 0
+    ingests_removed: int = 0
+    leases_removed: int = 0
+    duration: float = 0.0
+
+
+def references(namespace: str, labels: Mapping[str, str]) -> Iterable[Node]:
+    """The objects a content blob's labels keep alive."""
+    for key, value in labels.items():
+        if key == LABEL_REF_CONTENT or key.startswith(LABEL_REF_CONTENT + "."):
+            yield ("content", namespace, value)
+        elif key.startswith(LABEL_REF_SNAPSHOT):
+            yield ("snapshots/" + key[len(LABEL_REF_SNAPSHOT) :].split("/", 1)[0], namespace, value)
+
+
+def mark(roots: Iterable[Node], refs: Callable[[Node], Iterable[Node]]) -> set[Node]:
+    """Every node reachable from ``roots``."""
+    seen: set[Node] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(n for n in refs(node) if n not in seen)
+    return seen
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_expiry(value: str) -> datetime | None:
+    """An RFC 3339 time, or None when it does not parse (then the lease never expires)."""
+    try:
+        when = datetime.fromisoformat(_FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def collect(db: DB) -> GCStats:
+    start = time.monotonic()
+    now = datetime.now().astimezone()
+    with db.lock, db.write() as conn:
+        labels_of: dict[tuple[str, str], dict[str, str]] = {}
+        roots: list[Node] = []
+        flat: set[Node] = set()
+        for ns, digest, labels in conn.execute("SELECT namespace, digest, labels FROM content"):
+            lab = load_labels(labels)
+            labels_of[(ns, digest)] = lab
+            if LABEL_ROOT in lab:
+                roots.append(("content", ns, digest))
+        roots += [("content", ns, d) for ns, d in conn.execute("SELECT namespace, digest FROM images")]
+
+        expired: list[tuple[str, str]] = []
+        for ns, lease, labels in conn.execute("SELECT namespace, id, labels FROM leases"):
+            lab = load_labels(labels)
+            when = parse_expiry(lab[LABEL_EXPIRE]) if LABEL_EXPIRE in lab else None
+            if when is not None and when <= now:
+                expired.append((ns, lease))
+                continue
+            held = [
+                (t, ns, i)
+                for t, i in conn.execute(
+                    "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ?", (ns, lease)
+                )
+            ]
+            (flat.update if LABEL_FLAT in lab else roots.extend)(held)
+        roots += [
+            ("ingests", ns, ref) for ns, ref in conn.execute("SELECT namespace, ref FROM ingests WHERE leased = 0")
+        ]
+
+        def refs(node: Node) -> Iterable[Node]:
+            if node[0] == "content":
+                return references(node[1], labels_of.get((node[1], node[2]), {}))
+            return ()
+
+        live = mark(roots, refs) | flat
+
+        for ns, lease in expired:
+            conn.execute("DELETE FROM leases WHERE namespace = ? AND id = ?", (ns, lease))
+            conn.execute("DELETE FROM lease_resources WHERE namespace = ? AND lease = ?", (ns, lease))
+        dead_content = [(ns, d) for ns, d in labels_of if ("content", ns, d) not in live]
+        conn.executemany("DELETE FROM content WHERE namespace = ? AND digest = ?", dead_content)
+        dead_ingests = [
+            (ns, ref, backend_ref)
+            for ns, ref, backend_ref in conn.execute("SELECT namespace, ref, backend_ref FROM ingests")
+            if ("ingests", ns, ref) not in live
+        ]
+        conn.executemany("DELETE FROM ingests WHERE namespace = ? AND ref = ?", [(n, r) for n, r, _ in dead_ingests])
+        kept_blobs = {d for (d,) in conn.execute("SELECT DISTINCT digest FROM content")}
+        kept_ingests = {r for (r,) in conn.execute("SELECT backend_ref FROM ingests")}
+
+        # The backend is swept under the same lock: nothing can commit meanwhile.
+        blobs_removed = 0
+        for info in list(db.backend.walk()):
+            if info.digest not in kept_blobs:
+                try:
+                    db.backend.delete(info.digest)
+                    blobs_removed += 1
+                except NotFound:
+                    pass
+        ingests_removed = 0
+        for st in db.backend.list_statuses():
+            if st.ref not in kept_ingests:
+                try:
+                    db.backend.abort(st.ref)
+                    ingests_removed += 1
+                except ContainerdError as e:
+                    log.warning("gc: could not remove ingest %s: %s", st.ref, e)
+    stats = GCStats(
+        content_removed=len(dead_content),
+        blobs_removed=blobs_removed,
+        ingests_removed=ingests_removed,
+        leases_removed=len(expired),
+        duration=time.monotonic() - start,
+    )
+    if stats.content_removed or stats.blobs_removed or stats.ingests_removed or stats.leases_removed:
+        log.info("gc: %s", stats)
+    return stats
+
+
+class Scheduler:
+    """Runs :func:`collect` in a thread: soon after deletions, and every ``interval`` seconds."""
+
+    def __init__(self, db: DB, config: GCConfig) -> None:
+        self._db = db
+        self.config = config
+        self._cond = threading.Condition()
+        self._dirty = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        self.last: GCStats | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="gc-scheduler", daemon=True)
+            self._thread.start()
+
+    def schedule(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    def _wait(self, timeout: float, until_dirty: bool) -> bool:
+        """Wait; False when stopping."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._stopping and not (until_dirty and self._dirty):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return not self._stopping
+
+    def _loop(self) -> None:
+        if not self._wait(self.config.startup_delay, until_dirty=False):
+            return
+        while True:
+            with self._cond:
+                self._dirty = False
+            try:
+                self.last = collect(self._db)
+                self.runs += 1
+            except Exception:
+                log.exception("gc: collection failed")
+            if not self._wait(self.config.interval, until_dirty=True):
+                return
+            if self.config.schedule_delay and not self._wait(self.config.schedule_delay, until_dirty=False):
+                return
