@@ -88,9 +88,9 @@ class Writer(Protocol):
         """Turn the ingest into a blob; returns its digest.
 
         ``size``/``expected`` of 0/"" skip the check.  Raises FailedPrecondition
-        when they do not match (the ingest is kept, so the client may retry or
-        abort) and AlreadyExists when the blob is already there (the ingest
-        is removed).
+        when they do not match (the ingest is kept: reopen it with ``writer(ref)``
+        to resume, or abort it) and AlreadyExists when the blob is already there
+        (the ingest is removed).  Whatever the outcome, the writer is closed.
         """
         ...
 
