@@ -1,0 +1,29 @@
+"""A Python client for containerd's v1 gRPC API: real containerd or pycontainerd.
+
+``Client`` opens one channel; its ``content``, ``images``, ``leases`` and
+``namespaces`` attributes are the same store interfaces the daemon is built
+from, answered over gRPC.  Errors a server reports arrive as
+:mod:`pycontainerd.errors` classes.
+"""
+
+from __future__ import annotations
+
+from ._client import DEFAULT_TIMEOUT, Client, InitError, PluginInfo
+from ._images import ImageStore
+from ._leases import LeaseManager, expire_label, random_lease_id
+from ._namespaces import NamespaceStore
+from ._rpc import Connection, translated
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Client",
+    "Connection",
+    "ImageStore",
+    "InitError",
+    "LeaseManager",
+    "NamespaceStore",
+    "PluginInfo",
+    "expire_label",
+    "random_lease_id",
+    "translated",
+]

@@ -1,0 +1,118 @@
+"""The connection every client-side store shares, and the one gRPC error translation.
+
+A :class:`Connection` is an immutable view of a channel: which namespace and
+lease the calls carry and how long a call may take.  Stores hold one and call
+through it, so every request sends the same metadata and every failure a
+server reports becomes a :mod:`pycontainerd.errors` class in
+:func:`translated`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from .. import errors
+from ..leases import GRPC_HEADER as LEASE_HEADER
+from ..namespaces import GRPC_HEADER as NAMESPACE_HEADER
+
+__all__ = ["MAX_MESSAGE", "Connection", "dial", "from_timestamp", "target", "to_timestamp", "translated"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+# containerd's default limit both ways; streamed data is chunked far below it.
+MAX_MESSAGE = 16 << 20
+
+
+def target(address: str) -> str:
+    """The gRPC target of a containerd address: a socket path gets the ``unix:`` scheme."""
+    if "://" in address or address.startswith("unix:"):
+        return address
+    if os.path.isabs(address):
+        return f"unix://{address}"
+    return f"unix:{address}"
+
+
+def dial(address: str) -> grpc.Channel:
+    """A lazily connecting channel with containerd's message limits."""
+    return grpc.insecure_channel(
+        target(address),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ],
+    )
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Turn a gRPC failure into our error class: the single place this happens."""
+    try:
+        yield
+    except grpc.RpcError as e:
+        code = e.code() if callable(getattr(e, "code", None)) else None
+        details = e.details() if callable(getattr(e, "details", None)) else None
+        raise errors.from_grpc(code, details or str(code or "rpc failed")) from None
+    except ValueError as e:
+        # grpc refuses metadata it cannot send (non-ASCII namespace, say) with ValueError.
+        if isinstance(e, errors.ContainerdError):
+            raise
+        raise errors.InvalidArgument(str(e)) from None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A channel plus the namespace, lease and deadline its calls carry."""
+
+    channel: grpc.Channel
+    namespace: str
+    timeout: float | None = None
+    lease: str | None = None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        md = [(NAMESPACE_HEADER, self.namespace)]
+        if self.lease:
+            md.append((LEASE_HEADER, self.lease))
+        return tuple(md)
+
+    def with_namespace(self, namespace: str) -> Connection:
+        return replace(self, namespace=namespace)
+
+    def with_lease(self, lease: str | None) -> Connection:
+        return replace(self, lease=lease)
+
+    def unary(self, method: Callable[..., Resp], request: Any) -> Resp:
+        """One request, one reply, bounded by the deadline."""
+        with translated():
+            return method(request, metadata=self.metadata, timeout=self.timeout)
+
+    def stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
+        """The replies of a server stream; the call is cancelled if the caller stops early."""
+        with translated():
+            call = method(request, metadata=self.metadata, timeout=self.timeout)
+            try:
+                yield from call
+            finally:
+                call.cancel()
+
+
+def to_timestamp(when: datetime | None) -> Timestamp | None:
+    if when is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(when if when.tzinfo else when.replace(tzinfo=UTC))
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    """An aware UTC datetime; protobuf's zero time stays the epoch."""
+    return ts.ToDatetime(tzinfo=UTC)
