@@ -90,7 +90,12 @@ class Client:
     def __init__(self, address: str, namespace: str = DEFAULT, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self._address = address
         self._owner = True
-        self._conn = Connection(channel=dial(address), namespace=namespace, timeout=timeout or None)
+        channel = dial(address)
+        try:
+            self._conn = Connection(channel=channel, namespace=namespace, timeout=timeout or None)
+        except BaseException:
+            channel.close()
+            raise
 
     @classmethod
     def _sharing(cls, parent: Client, conn: Connection) -> Client:

@@ -77,6 +77,12 @@ class Connection:
     timeout: float | None = None
     lease: str | None = None
 
+    def __post_init__(self) -> None:
+        # grpc refuses such header values only when sending, with a C-core log line besides.
+        for key, value in self.metadata:
+            if not all(" " <= ch <= "~" for ch in value):
+                raise errors.InvalidArgument(f"{key} {value!r}: only printable ASCII can be sent")
+
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         md = [(NAMESPACE_HEADER, self.namespace)]

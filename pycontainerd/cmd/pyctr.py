@@ -14,6 +14,9 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
+# Before grpc loads: its C core would otherwise log multi-line diagnostics on stderr.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 from .. import __version__
 from ..cli import Parser, register_all, report
 from ..cli._common import duration_arg

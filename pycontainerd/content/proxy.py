@@ -29,6 +29,7 @@ from ._types import Info, Status
 __all__ = ["CHUNK", "ContentStore", "RemoteReaderAt", "RemoteWriter"]
 
 CHUNK = 1 << 20
+READ_WINDOW = 64 << 20
 
 
 def _info(m: pb.Info) -> Info:
@@ -139,13 +140,23 @@ class RemoteReaderAt:
                 break
         return b"".join(parts)[:n]
 
-    def chunks(self, offset: int = 0) -> Iterator[bytes]:
-        """The blob from ``offset`` to its end in one Read call, as the server sends it."""
-        if offset >= self._size:
-            return
-        req = pb.ReadContentRequest(digest=self._digest, offset=offset, size=self._size - offset)
-        for resp in self._conn.stream(self._stub.Read, req):
-            yield resp.data
+    def chunks(self, offset: int = 0, window: int = READ_WINDOW) -> Iterator[bytes]:
+        """The blob from ``offset`` to its end, as the server sends it.
+
+        One Read call per ``window`` bytes (64 MiB), so the per-call deadline bounds a
+        window rather than a whole (possibly huge) blob.
+        """
+        while offset < self._size:
+            n = min(window, self._size - offset)
+            req = pb.ReadContentRequest(digest=self._digest, offset=offset, size=n)
+            got = 0
+            for resp in self._conn.stream(self._stub.Read, req):
+                if resp.data:
+                    yield resp.data
+                    got += len(resp.data)
+            if got == 0:
+                raise Unknown(f"read of {self._digest} at {offset} returned no data")
+            offset += got
 
     def close(self) -> None:
         """Nothing is held between reads."""

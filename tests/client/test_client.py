@@ -42,6 +42,13 @@ def test_expire_label_is_rfc3339_utc() -> None:
     assert re.fullmatch(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", random_lease_id())
 
 
+def test_header_values_are_checked_before_sending() -> None:
+    with pytest.raises(errors.InvalidArgument):
+        Client("/nonexistent.sock", namespace="n\u00e4")
+    with Client("/nonexistent.sock") as c, pytest.raises(errors.InvalidArgument):
+        c.with_lease("line\nbreak")
+
+
 def test_unreachable_socket_is_unavailable() -> None:
     with Client("/nonexistent/pycontainerd.sock", timeout=5) as c, pytest.raises(errors.Unavailable):
         c.version()

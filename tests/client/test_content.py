@@ -44,6 +44,8 @@ def test_one_write_larger_than_a_grpc_message(leased: Client) -> None:
     r = leased.content.reader_at(sha(data))
     assert r.read_at(0, len(data)) == data
     assert b"".join(r.chunks()) == data
+    assert b"".join(r.chunks(window=3 * CHUNK + 1)) == data
+    assert b"".join(r.chunks(5, window=CHUNK)) == data[5:]
     assert b"".join(r.chunks(len(data) - 10)) == data[-10:]
     assert list(r.chunks(len(data))) == []
 

@@ -322,7 +322,9 @@ def test_bad_arguments(pyctr: Run) -> None:
     fails(pyctr("images", "tag", "only-one"), "required")
     fails(pyctr("--timeout", "x", "version"), "invalid duration")
     fails(pyctr("ns", "create", "not valid!"))
-    fails(pyctr("ls", namespace="bad namespace!"))
+    fails(pyctr("images", "ls", namespace="bad namespace!"), "bad namespace!")
+    fails(pyctr("images", "ls", namespace="n\u00e4"), "printable ASCII")
+    fails(pyctr("images", "ls", namespace=""), "namespace")
 
 
 def test_environment_and_help(address: str) -> None:
