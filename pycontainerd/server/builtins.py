@@ -1,0 +1,169 @@
+"""Every plugin the daemon loads, with its registration and its config section.
+
+This is the one place that says what a pycontainerd daemon is made of.
+Types and ids are containerd's, so ``ctr plugins ls`` reads the same, except
+the metadata store: it is SQLite, not bolt, so it says so (no client looks
+the metadata plugin up by id).  Each plugin keeps its files under
+``<root>/<type>.<id>/``, as in containerd.
+
+A plugin with settings declares them as a dataclass (``config``); the server
+checks every ``[plugins."<type>.<id>"]`` table against it before any plugin
+starts, and the init function receives the checked values as ``ic.config``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..content.local import LocalStore
+from ..metadata import DB, GCConfig, Scheduler
+from ..plugin import InitContext, PluginType, Registration, Registry
+from ..services.content import ContentService
+from ..services.health import HealthService
+from ..services.images import ImagesService
+from ..services.introspection import IntrospectionService
+from ..services.leases import LeasesService
+from ..services.namespaces import NamespacesService
+from ..services.version import VersionService
+from .config import Duration
+
+__all__ = ["BUILTINS", "Builtin", "GCSchedulerConfig", "MetadataConfig", "registry"]
+
+CONTENT_ID = "content"
+METADATA_ID = "sqlite"
+
+
+@dataclass(frozen=True)
+class Builtin:
+    registration: Registration
+    config: type | None = None
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    """``[plugins."io.containerd.metadata.v1.sqlite"]``."""
+
+    content_sharing_policy: str = "shared"
+
+    def __post_init__(self) -> None:
+        if self.content_sharing_policy != "shared":
+            raise ValueError(
+                f'content_sharing_policy: {self.content_sharing_policy!r} is not supported (only "shared")'
+            )
+
+
+@dataclass(frozen=True)
+class GCSchedulerConfig:
+    """``[plugins."io.containerd.gc.v1.scheduler"]``: containerd's keys, plus ``interval``.
+
+    The thresholds are accepted for compatibility; pycontainerd's scheduler
+    collects after deletions (``schedule_delay`` later) and every ``interval``.
+    """
+
+    pause_threshold: float = 0.02
+    deletion_threshold: int = 0
+    mutation_threshold: int = 100
+    schedule_delay: Duration = 0.0
+    startup_delay: Duration = 0.1
+    interval: Duration = 3600.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pause_threshold <= 0.5:
+            raise ValueError(f"pause_threshold: {self.pause_threshold} must be between 0 and 0.5")
+        for name in ("deletion_threshold", "mutation_threshold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must not be negative")
+        if self.interval <= 0:
+            raise ValueError("interval: must be positive")
+
+
+def _init_content(ic: InitContext) -> LocalStore:
+    ic.properties["root"] = str(ic.root)
+    return LocalStore(ic.root)
+
+
+def _init_metadata(ic: InitContext) -> DB:
+    backend = ic.get(PluginType.CONTENT, LocalStore)
+    path = ic.root / "meta.db"
+    ic.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    ic.properties["path"] = str(path)
+    ic.properties["policy"] = str(ic.config.get("content_sharing_policy", "shared"))
+    return DB(path, backend)
+
+
+def _init_gc(ic: InitContext) -> Scheduler:
+    db = ic.get(PluginType.METADATA, DB)
+    c = ic.config
+    scheduler = db.scheduler
+    scheduler.config = GCConfig(
+        schedule_delay=float(c["schedule_delay"]),
+        startup_delay=float(c["startup_delay"]),
+        interval=float(c["interval"]),
+    )
+    for key in ("schedule_delay", "startup_delay", "interval"):
+        ic.properties[key] = f"{float(c[key])}s"
+    scheduler.start()
+    return scheduler
+
+
+def _grpc(id_: str, requires: tuple[str, ...], init: Callable[[InitContext], object]) -> Builtin:
+    return Builtin(Registration(type=PluginType.GRPC, id=id_, requires=requires, init=init))
+
+
+def _init_content_service(ic: InitContext) -> object:
+    return ContentService(ic.get(PluginType.METADATA, DB))
+
+
+def _init_images_service(ic: InitContext) -> object:
+    ic.get(PluginType.GC, Scheduler)  # deletes with sync collect garbage
+    return ImagesService(ic.get(PluginType.METADATA, DB))
+
+
+def _init_leases_service(ic: InitContext) -> object:
+    ic.get(PluginType.GC, Scheduler)
+    return LeasesService(ic.get(PluginType.METADATA, DB))
+
+
+def _init_namespaces_service(ic: InitContext) -> object:
+    return NamespacesService(ic.get(PluginType.METADATA, DB))
+
+
+def _init_introspection_service(ic: InitContext) -> object:
+    return IntrospectionService(ic.plugins, ic.root)
+
+
+def _init_version_service(ic: InitContext) -> object:
+    return VersionService()
+
+
+def _init_health_service(ic: InitContext) -> object:
+    return HealthService()
+
+
+_META = (PluginType.METADATA,)
+_META_GC = (PluginType.METADATA, PluginType.GC)
+
+BUILTINS: tuple[Builtin, ...] = (
+    Builtin(Registration(type=PluginType.CONTENT, id=CONTENT_ID, init=_init_content)),
+    Builtin(
+        Registration(type=PluginType.METADATA, id=METADATA_ID, requires=(PluginType.CONTENT,), init=_init_metadata),
+        MetadataConfig,
+    ),
+    Builtin(Registration(type=PluginType.GC, id="scheduler", requires=_META, init=_init_gc), GCSchedulerConfig),
+    _grpc("content", _META, _init_content_service),
+    _grpc("images", _META_GC, _init_images_service),
+    _grpc("leases", _META_GC, _init_leases_service),
+    _grpc("namespaces", _META, _init_namespaces_service),
+    _grpc("version", (), _init_version_service),
+    _grpc("healthcheck", (), _init_health_service),
+    _grpc("introspection", ("*",), _init_introspection_service),
+)
+
+
+def registry() -> Registry:
+    """A registry holding every builtin plugin."""
+    reg = Registry()
+    for b in BUILTINS:
+        reg.register(b.registration)
+    return reg

@@ -1,0 +1,250 @@
+"""The daemon's lifetime: lock the root, initialise plugins, serve gRPC on a unix socket, stop.
+
+Order matters at both ends.  Starting: the root lock comes first, so a
+second daemon on the same root touches nothing (not even a stale socket);
+plugins are initialised in dependency order, each failure recorded for
+Introspection rather than fatal (unless the plugin is required); services
+are registered only when all plugins are up, so the first answer on the
+socket comes from a complete daemon.  Stopping: health turns NOT_SERVING,
+the gRPC server stops accepting and gives running calls a grace period,
+plugins close in reverse order (the database last), the socket goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import fcntl
+import inspect
+import logging
+import os
+import pathlib
+import socket
+import stat
+from typing import Any
+
+import grpc
+
+from ..plugin import InitContext, Plugin, PluginSet, Registration, ordered
+from ..services.rpc import ErrorInterceptor
+from .builtins import BUILTINS, Builtin
+from .config import Config, ConfigError, decode_plugin_config
+
+__all__ = ["LOCK_FILE", "AddressInUse", "RootLocked", "Server", "socket_path"]
+
+log = logging.getLogger("pycontainerd")
+
+LOCK_FILE = "pycontainerd.lock"
+SHUTDOWN_GRACE = 10.0
+CORE_THREADS = 32
+
+
+class RootLocked(Exception):
+    """Another daemon holds the root."""
+
+    def __init__(self, root: pathlib.Path, pid: int | None) -> None:
+        self.root = root
+        self.pid = pid
+        holder = f" (pid {pid})" if pid else ""
+        super().__init__(f"another daemon is using root {root}{holder}")
+
+
+class AddressInUse(Exception):
+    """Something already answers on the socket path."""
+
+
+def socket_path(address: str) -> pathlib.Path:
+    """The filesystem path of a ``unix://`` (or bare path) address."""
+    for prefix in ("unix://", "unix:"):
+        if address.startswith(prefix):
+            address = address[len(prefix) :]
+            break
+    if not address or "://" in address:
+        raise ConfigError(f"grpc.address: {address!r} is not a unix socket path")
+    return pathlib.Path(address).absolute()
+
+
+class Server:
+    """One daemon: its config, plugins and gRPC server."""
+
+    def __init__(self, config: Config, builtins: tuple[Builtin, ...] = BUILTINS) -> None:
+        """Check every plugin section now; raises ConfigError before anything is touched."""
+        self.config = config
+        self.root = config.root.absolute()
+        self.state = config.state.absolute()
+        self.socket = socket_path(config.grpc.address)
+        self.plugins = PluginSet()
+        self.warnings: list[str] = list(config.warnings)
+        self._builtins = builtins
+        self._plugin_config: dict[str, dict[str, Any]] = {}
+        self._lock_fd = -1
+        self._grpc: grpc.aio.Server | None = None
+        self._socket_ino: int | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        known: set[str] = set()
+        for b in builtins:
+            reg = b.registration
+            key, raw = config.plugin_section(reg.type, reg.id)
+            known.add(key)
+            if b.config is not None:
+                values, warnings = decode_plugin_config(f'plugins."{key}"', raw, b.config)
+                self.warnings += warnings
+                self._plugin_config[reg.uri] = values
+            elif raw:
+                self.warnings.append(f'plugins."{key}": plugin takes no configuration, ignored')
+        for key in config.plugins:
+            if key not in known:
+                self.warnings.append(f'plugins."{key}": no such plugin, ignored')
+        uris = {b.registration.uri for b in builtins} | {b.registration.id for b in builtins}
+        for name in config.required_plugins:
+            if name not in uris:
+                raise ConfigError(f"required_plugins: plugin {name} is not included in pycontainerd")
+
+    # -- root lock ----------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the root for this process; raises RootLocked naming the holder's pid."""
+        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+            except ValueError:
+                pid = None
+            os.close(fd)
+            raise RootLocked(self.root, pid) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        # The file stays: unlinking it would let two later daemons lock different inodes.
+        if self._lock_fd >= 0:
+            fd, self._lock_fd = self._lock_fd, -1
+            os.close(fd)
+
+    # -- plugins ------------------------------------------------------------
+
+    def load_plugins(self) -> None:
+        """Initialise every enabled plugin in dependency order; raises if a required one fails."""
+        self.state.mkdir(mode=0o711, parents=True, exist_ok=True)
+        disabled = self.config.disabled_plugins
+        regs = [b.registration for b in self._builtins]
+        for reg in ordered(regs, disabled):
+            log.info('loading plugin "%s"... type=%s', reg.uri, reg.type)
+            plugin = self._init_plugin(reg)
+            self.plugins.add(plugin)
+            if plugin.error is not None:
+                log.warning('failed to load plugin "%s": %s', reg.uri, plugin.error)
+                if reg.uri in self.config.required_plugins or reg.id in self.config.required_plugins:
+                    raise RuntimeError(f"load required plugin {reg.uri}: {plugin.error}")
+
+    def _init_plugin(self, reg: Registration) -> Plugin:
+        ic = InitContext(
+            registration=reg,
+            root=self.root / reg.uri,
+            state=self.state / reg.uri,
+            address=str(self.socket),
+            config=self._plugin_config.get(reg.uri, {}),
+            plugins=self.plugins,
+        )
+        try:
+            instance = reg.init(ic)
+        except Exception as e:
+            return Plugin(registration=reg, error=e, exports=dict(ic.properties))
+        return Plugin(registration=reg, instance=instance, exports=dict(ic.properties))
+
+    def close_plugins(self) -> None:
+        """Close plugin instances in reverse order of initialisation."""
+        for plugin in reversed(list(self.plugins)):
+            close = getattr(plugin.instance, "close", None) or getattr(plugin.instance, "stop", None)
+            if plugin.ok and callable(close):
+                try:
+                    close()
+                except Exception:
+                    log.exception('closing plugin "%s" failed', plugin.registration.uri)
+
+    # -- serving ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load plugins and serve on the socket; raises AddressInUse, OSError, RuntimeError."""
+        loop = asyncio.get_running_loop()
+        self._executor = concurrent.futures.ThreadPoolExecutor(CORE_THREADS, thread_name_prefix="core")
+        loop.set_default_executor(self._executor)
+        self.load_plugins()
+        g = self.config.grpc
+        server = grpc.aio.server(
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", g.max_recv_message_size),
+                ("grpc.max_send_message_length", g.max_send_message_size),
+            ],
+        )
+        for plugin in self.plugins:
+            register = getattr(plugin.instance, "register", None)
+            if plugin.ok and callable(register):
+                register(server)
+        self._prepare_socket()
+        old = os.umask(0o117)  # the socket appears as 0660, never wider
+        try:
+            server.add_insecure_port(f"unix:{self.socket}")
+            await server.start()
+        finally:
+            os.umask(old)
+        self._grpc = server
+        st = os.stat(self.socket)
+        self._socket_ino = st.st_ino
+        os.chmod(self.socket, 0o660)
+        uid = st.st_uid if g.uid is None else g.uid
+        gid = st.st_gid if g.gid is None else g.gid
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(self.socket, uid, gid)
+        log.info("serving... address=%s", self.socket)
+
+    def _prepare_socket(self) -> None:
+        self.socket.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        try:
+            st = os.lstat(self.socket)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise AddressInUse(f"{self.socket} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.socket))
+        except OSError:
+            log.info("removing stale socket %s", self.socket)
+            self.socket.unlink()
+            return
+        finally:
+            probe.close()
+        raise AddressInUse(f"address {self.socket} is in use by another process")
+
+    async def wait(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.wait_for_termination()
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop serving, let running calls finish (then cancel them), close plugins, remove the socket."""
+        for plugin in self.plugins:
+            shutdown = getattr(plugin.instance, "shutdown", None)
+            if plugin.ok and shutdown is not None and inspect.iscoroutinefunction(shutdown):
+                await shutdown()
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None
+        await asyncio.to_thread(self.close_plugins)
+        self._remove_socket()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self.unlock()
+
+    def _remove_socket(self) -> None:
+        """Remove the socket file if it is still the one this daemon created."""
+        with contextlib.suppress(OSError):
+            if self._socket_ino is not None and os.lstat(self.socket).st_ino == self._socket_ino:
+                self.socket.unlink()
+        self._socket_ino = None

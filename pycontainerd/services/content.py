@@ -1,0 +1,274 @@
+"""The Content gRPC service: containerd.services.content.v1.Content over the metadata store.
+
+Each call works on the content store of its namespace (and lease).  The
+Write stream follows containerd's server message by message, because its
+clients (``ctr``, the Go client's remote writer) depend on those details:
+
+* the first message must carry the ref, which stays locked by this stream
+  until it ends;
+* every response carries the current offset; STAT adds digest, total and
+  the ingest's start/update times; fields once set stay set in later
+  responses (containerd reuses one response message);
+* WRITE and COMMIT with a non-zero offset must be at the current offset
+  (OUT_OF_RANGE otherwise); offset 0 over existing data restarts the ingest;
+* an ``expected`` digest that is already stored ends the stream with
+  ALREADY_EXISTS and removes the ingest;
+* COMMIT (which may carry the last data) ends the stream.
+
+Write is the hot path of ``ctr content ingest`` and of every pull: one
+thread-pool hop per message, no metadata lookup per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf.empty_pb2 import Empty
+
+from ..api.services.content.v1 import content_pb2 as pb
+from ..api.services.content.v1 import content_pb2_grpc as pb_grpc
+from ..content import Info, ReaderAt, Status, Store, Writer, validate_digest
+from ..errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, Unknown
+from ..metadata import DB
+from .rpc import field_paths, from_timestamp, lease_of, namespace_of, offload, timestamp
+
+__all__ = ["READ_CHUNK", "ContentService"]
+
+READ_CHUNK = 1 << 20
+LIST_BATCH = 100
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def info_to_pb(info: Info) -> pb.Info:
+    return pb.Info(
+        digest=info.digest,
+        size=info.size,
+        created_at=timestamp(info.created_at),
+        updated_at=timestamp(info.updated_at),
+        labels=dict(info.labels),
+    )
+
+
+def status_to_pb(st: Status) -> pb.Status:
+    return pb.Status(
+        ref=st.ref,
+        offset=st.offset,
+        total=st.total,
+        expected=st.expected,
+        started_at=timestamp(st.started_at),
+        updated_at=timestamp(st.updated_at),
+    )
+
+
+def _digest_arg(digest: str) -> str:
+    try:
+        return validate_digest(digest)
+    except InvalidArgument:
+        raise InvalidArgument(f"{digest!r} failed validation") from None
+
+
+class ContentService(pb_grpc.ContentServicer):
+    """Adapter from the Content API to ``DB.content(namespace, lease)``."""
+
+    def __init__(self, db: DB) -> None:
+        self._db = db
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ContentServicer_to_server(self, server)
+
+    def _store(self, context: grpc.aio.ServicerContext) -> Store:
+        return self._db.content(namespace_of(context), lease_of(context))
+
+    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
+        digest = _digest_arg(request.digest)
+        store = self._store(context)
+        return pb.InfoResponse(info=info_to_pb(await offload(store.info, digest)))
+
+    async def Update(self, request: pb.UpdateRequest, context: grpc.aio.ServicerContext) -> pb.UpdateResponse:
+        digest = _digest_arg(request.info.digest)
+        store = self._store(context)
+        info = Info(
+            digest=digest,
+            size=request.info.size,
+            created_at=from_timestamp(request.info.created_at) or _EPOCH,
+            updated_at=from_timestamp(request.info.updated_at) or _EPOCH,
+            labels=dict(request.info.labels),
+        )
+        updated = await offload(store.update, info, field_paths(request.update_mask))
+        return pb.UpdateResponse(info=info_to_pb(updated))
+
+    async def List(
+        self, request: pb.ListContentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ListContentResponse]:
+        store = self._store(context)
+        infos = await offload(lambda: list(store.walk(list(request.filters))))
+        for i in range(0, len(infos), LIST_BATCH):
+            yield pb.ListContentResponse(info=[info_to_pb(x) for x in infos[i : i + LIST_BATCH]])
+
+    async def Delete(self, request: pb.DeleteContentRequest, context: grpc.aio.ServicerContext) -> Empty:
+        digest = _digest_arg(request.digest)
+        store = self._store(context)
+        await offload(store.delete, digest)
+        return Empty()
+
+    async def Read(
+        self, request: pb.ReadContentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ReadContentResponse]:
+        digest = _digest_arg(request.digest)
+        store = self._store(context)
+        reader, start, end, data = await offload(_open_read, store, digest, request.offset, request.size)
+        ahead: asyncio.Future[bytes] | None = None
+        try:
+            pos = start + len(data)
+            while data:
+                # Read the next chunk while this one is on its way to the client.
+                if pos < end:
+                    ahead = asyncio.ensure_future(offload(reader.read_at, pos, min(READ_CHUNK, end - pos)))
+                # Offsets count from the start of this read, as containerd's do.
+                yield pb.ReadContentResponse(offset=pos - len(data) - start, data=data)
+                data, ahead = (await ahead if ahead is not None else b""), None
+                pos += len(data)
+        finally:
+            if ahead is not None:
+                await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()  # a failed read-ahead is moot once the stream ends
+            await offload(reader.close)
+
+    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusResponse:
+        store = self._store(context)
+        return pb.StatusResponse(status=status_to_pb(await offload(store.status, request.ref)))
+
+    async def ListStatuses(
+        self, request: pb.ListStatusesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListStatusesResponse:
+        store = self._store(context)
+        statuses = await offload(store.list_statuses, list(request.filters))
+        return pb.ListStatusesResponse(statuses=[status_to_pb(s) for s in statuses])
+
+    async def Abort(self, request: pb.AbortRequest, context: grpc.aio.ServicerContext) -> Empty:
+        store = self._store(context)
+        await offload(store.abort, request.ref)
+        return Empty()
+
+    async def Write(
+        self, request_iterator: AsyncIterator[pb.WriteContentRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WriteContentResponse]:
+        store = self._store(context)
+        session: _WriteSession | None = None
+        try:
+            async for req in request_iterator:
+                if session is None:
+                    if not req.ref:
+                        raise InvalidArgument("first message must have a reference")
+                    session = _WriteSession(store, req.ref, req.total, req.expected)
+                    await offload(session.open)
+                # The response object is reused; it is serialised before the next step runs.
+                yield await offload(session.step, req)
+                if req.action == pb.COMMIT:
+                    return
+        finally:
+            if session is not None:
+                await offload(session.close)
+
+
+def _open_read(store: Store, digest: str, offset: int, size: int) -> tuple[ReaderAt, int, int, bytes]:
+    """Open a blob and read its first chunk in one pool hop; returns (reader, start, end, chunk)."""
+    info = store.info(digest)
+    offset = max(offset, 0)
+    if offset > info.size:
+        raise OutOfRange(f"read past object length {info.size} bytes")
+    if size <= 0 or offset + size > info.size:
+        size = info.size - offset
+    reader = store.reader_at(digest)
+    try:
+        first = reader.read_at(offset, min(READ_CHUNK, size)) if size else b""
+    except BaseException:
+        reader.close()
+        raise
+    return reader, offset, offset + size, first
+
+
+class _WriteSession:
+    """One Write stream's writer and the state containerd keeps between messages.
+
+    Its methods block; the service runs each on the thread pool.
+    """
+
+    def __init__(self, store: Store, ref: str, total: int, expected: str) -> None:
+        self.store = store
+        self.ref = ref
+        self.total = total
+        self.expected = expected
+        self.offset = 0
+        self.writer: Writer | None = None
+        self.resp = pb.WriteContentResponse()
+
+    def open(self) -> None:
+        self.writer = self.store.writer(self.ref, total=self.total, expected=self.expected)
+        self.offset = self.writer.status().offset
+
+    def close(self) -> None:
+        if self.writer is not None:
+            w, self.writer = self.writer, None
+            w.close()
+
+    def step(self, req: pb.WriteContentRequest) -> pb.WriteContentResponse:
+        w = self.writer
+        if w is None:
+            raise Unknown(f"writer for {self.ref} is closed")
+        msg = self.resp
+        msg.action = req.action
+        msg.offset = self.offset
+        if req.expected:
+            self.expected = req.expected
+            if self._exists(req.expected):
+                self.close()
+                try:
+                    self.store.abort(self.ref)
+                except NotFound:
+                    pass
+                raise AlreadyExists(f"blob with expected digest {req.expected} exists")
+        if req.total > 0:
+            self.total = req.total
+        if req.action == pb.STAT:
+            st = w.status()
+            self.offset = st.offset
+            msg.offset = st.offset
+            msg.digest = w.digest()
+            msg.started_at.CopyFrom(timestamp(st.started_at))
+            msg.updated_at.CopyFrom(timestamp(st.updated_at))
+            msg.total = self.total
+        elif req.action in (pb.WRITE, pb.COMMIT):
+            self._write(w, req)
+            if req.action == pb.COMMIT:
+                labels = dict(req.labels) or None
+                msg.digest = w.commit(size=self.total, expected=self.expected, labels=labels)
+            else:
+                msg.digest = w.digest()
+        else:
+            raise InvalidArgument(f"unknown write action {req.action}")
+        return msg
+
+    def _write(self, w: Writer, req: pb.WriteContentRequest) -> None:
+        if req.offset > 0 and req.offset != self.offset:
+            raise OutOfRange(f"write @{req.offset} must occur at current offset {self.offset}")
+        if req.offset == 0 and self.offset > 0:
+            w.truncate(0)
+            self.offset = 0
+        if req.data:
+            n = w.write(req.data)
+            if n != len(req.data):
+                raise Unknown(f"wrote {n} of {len(req.data)} bytes")
+            self.offset += n
+        self.resp.offset = self.offset
+
+    def _exists(self, digest: str) -> bool:
+        try:
+            self.store.info(digest)
+        except NotFound:
+            return False
+        return True

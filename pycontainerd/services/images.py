@@ -1,0 +1,91 @@
+"""The Images gRPC service: containerd.services.images.v1.Images over the metadata store.
+
+A synchronous delete (``sync``) runs a full garbage collection before the
+call returns, so that ``ctr images rm --sync`` leaves no unreferenced
+content behind when it exits.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.empty_pb2 import Empty
+
+from ..api.services.images.v1 import images_pb2 as pb
+from ..api.services.images.v1 import images_pb2_grpc as pb_grpc
+from ..api.types import descriptor_pb2
+from ..errors import InvalidArgument
+from ..images import Descriptor, Image, Store
+from ..metadata import DB
+from .rpc import field_paths, from_timestamp, namespace_of, offload, timestamp
+
+__all__ = ["ImagesService", "image_from_pb", "image_to_pb"]
+
+
+def descriptor_to_pb(d: Descriptor) -> descriptor_pb2.Descriptor:
+    return descriptor_pb2.Descriptor(
+        media_type=d.media_type, digest=d.digest, size=d.size, annotations=dict(d.annotations)
+    )
+
+
+def image_to_pb(image: Image) -> pb.Image:
+    return pb.Image(
+        name=image.name,
+        labels=dict(image.labels),
+        target=descriptor_to_pb(image.target),
+        created_at=timestamp(image.created_at),
+        updated_at=timestamp(image.updated_at),
+    )
+
+
+def image_from_pb(image: pb.Image) -> Image:
+    t = image.target
+    return Image(
+        name=image.name,
+        target=Descriptor(media_type=t.media_type, digest=t.digest, size=t.size, annotations=dict(t.annotations)),
+        labels=dict(image.labels),
+        created_at=from_timestamp(image.created_at),
+        updated_at=from_timestamp(image.updated_at),
+    )
+
+
+class ImagesService(pb_grpc.ImagesServicer):
+    """Adapter from the Images API to ``DB.images(namespace)``."""
+
+    def __init__(self, db: DB) -> None:
+        self._db = db
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ImagesServicer_to_server(self, server)
+
+    def _store(self, context: grpc.aio.ServicerContext) -> Store:
+        return self._db.images(namespace_of(context))
+
+    async def Get(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.GetImageResponse:
+        store = self._store(context)
+        return pb.GetImageResponse(image=image_to_pb(await offload(store.get, request.name)))
+
+    async def List(self, request: pb.ListImagesRequest, context: grpc.aio.ServicerContext) -> pb.ListImagesResponse:
+        store = self._store(context)
+        images = await offload(store.list, list(request.filters))
+        return pb.ListImagesResponse(images=[image_to_pb(i) for i in images])
+
+    async def Create(self, request: pb.CreateImageRequest, context: grpc.aio.ServicerContext) -> pb.CreateImageResponse:
+        if not request.image.name:
+            raise InvalidArgument("Image.Name required")
+        store = self._store(context)
+        created = await offload(store.create, image_from_pb(request.image))
+        return pb.CreateImageResponse(image=image_to_pb(created))
+
+    async def Update(self, request: pb.UpdateImageRequest, context: grpc.aio.ServicerContext) -> pb.UpdateImageResponse:
+        if not request.image.name:
+            raise InvalidArgument("Image.Name required")
+        store = self._store(context)
+        updated = await offload(store.update, image_from_pb(request.image), field_paths(request.update_mask))
+        return pb.UpdateImageResponse(image=image_to_pb(updated))
+
+    async def Delete(self, request: pb.DeleteImageRequest, context: grpc.aio.ServicerContext) -> Empty:
+        store = self._store(context)
+        await offload(store.delete, request.name)
+        if request.sync:
+            await offload(self._db.collect_garbage)
+        return Empty()
