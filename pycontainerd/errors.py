@@ -7,6 +7,7 @@ client and (later) the Docker API translate errors in exactly one place.
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 import grpc
@@ -25,6 +26,7 @@ __all__ = [
     "Unavailable",
     "Unknown",
     "from_grpc",
+    "quote",
 ]
 
 
@@ -119,3 +121,8 @@ def from_grpc(code: grpc.StatusCode | None, message: str) -> ContainerdError:
     """Turn a gRPC status received from any containerd into our error class."""
     cls = _BY_CODE.get(code, Unknown) if code is not None else Unknown
     return cls(message)
+
+
+def quote(value: str) -> str:
+    """A name inside an error message, double-quoted as containerd's messages quote them."""
+    return json.dumps(value, ensure_ascii=False)

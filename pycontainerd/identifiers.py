@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, quote
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 MAX_IDENTIFIER = 76
@@ -19,11 +19,11 @@ MAX_LABEL = 4096
 def validate(kind: str, value: str) -> str:
     """An identifier (namespace, lease id, container id): containerd's alphabet, at most 76 chars."""
     if not value:
-        raise InvalidArgument(f"{kind}: identifier must not be empty")
+        raise InvalidArgument("identifier must not be empty")
     if len(value) > MAX_IDENTIFIER:
-        raise InvalidArgument(f"{kind}: identifier {value[:20]!r}... greater than maximum length ({MAX_IDENTIFIER})")
+        raise InvalidArgument(f"identifier {quote(value[:20])}... greater than maximum length ({MAX_IDENTIFIER})")
     if not _IDENTIFIER.match(value):
-        raise InvalidArgument(f"{kind}: identifier {value!r} must match {_IDENTIFIER.pattern}")
+        raise InvalidArgument(f"identifier {quote(value)} must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$")
     return value
 
 

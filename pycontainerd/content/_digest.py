@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, quote
 
 _ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _HEX = re.compile(r"^[a-f0-9]+$")
@@ -18,9 +18,9 @@ def validate_digest(digest: str) -> str:
     """
     algo, sep, hexpart = digest.partition(":")
     if not sep or algo not in _ALGORITHMS:
-        raise InvalidArgument(f"invalid digest {digest!r}: unsupported or missing algorithm")
+        raise InvalidArgument(f"invalid digest {quote(digest)}: unsupported or missing algorithm")
     if len(hexpart) != _ALGORITHMS[algo] or not _HEX.match(hexpart):
-        raise InvalidArgument(f"invalid digest {digest!r}: malformed {algo} hex")
+        raise InvalidArgument(f"invalid digest {quote(digest)}: malformed {algo} hex")
     return digest
 
 
@@ -29,7 +29,7 @@ class Digester:
 
     def __init__(self, algorithm: str = "sha256") -> None:
         if algorithm not in _ALGORITHMS:
-            raise InvalidArgument(f"unsupported digest algorithm {algorithm!r}")
+            raise InvalidArgument(f"unsupported digest algorithm {quote(algorithm)}")
         self.algorithm = algorithm
         self._h = hashlib.new(algorithm)
 

@@ -42,6 +42,7 @@ from ..errors import (
     ResourceExhausted,
     Unavailable,
     Unknown,
+    quote,
 )
 from ..identifiers import validate_labels
 from ._digest import Digester, validate_digest
@@ -63,7 +64,7 @@ def validate_ref(ref: str) -> str:
     if "\x00" in ref:
         raise InvalidArgument("ref must not contain NUL")
     if len(ref.encode()) >= MAX_REF:
-        raise InvalidArgument(f"ref {ref[:32]!r}... longer than {MAX_REF - 1} bytes")
+        raise InvalidArgument(f"ref {quote(ref[:32])}... longer than {MAX_REF - 1} bytes")
     return ref
 
 
@@ -103,7 +104,7 @@ def parse_time(text: str) -> int:
     """RFC 3339 with up to nanoseconds, as both we and containerd write it."""
     m = _RFC3339.match(text.strip())
     if not m:
-        raise ValueError(f"bad timestamp {text!r}")
+        raise ValueError(f"bad timestamp {quote(text)}")
     base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
     return int(base.timestamp()) * _NS + int((m.group(2) or "0").ljust(9, "0"))
 
@@ -230,7 +231,7 @@ def open_ingest(
             meta = _create(path, ref, total, expected)
         fd = _open_data(path / "data")
     except OSError as exc:
-        raise from_oserror(exc, f"open ingest {ref!r}") from exc
+        raise from_oserror(exc, f"open ingest {quote(ref)}") from exc
     try:
         # A writer in another process keeps its flock; ours lives and dies with fd.
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -246,7 +247,7 @@ def open_ingest(
             _write_small(path / "expected", expected)
     except OSError as exc:
         os.close(fd)
-        raise from_oserror(exc, f"update ingest {ref!r}") from exc
+        raise from_oserror(exc, f"update ingest {quote(ref)}") from exc
     try:
         digester = Digester(meta.expected.partition(":")[0] if meta.expected else "sha256")
         offset = 0
@@ -256,7 +257,7 @@ def open_ingest(
         updated_ns = os.fstat(fd).st_mtime_ns
     except OSError as exc:
         os.close(fd)
-        raise from_oserror(exc, f"resume ingest {ref!r}") from exc
+        raise from_oserror(exc, f"resume ingest {quote(ref)}") from exc
     return LocalWriter(
         path,
         ref,
@@ -356,7 +357,7 @@ class LocalWriter:
             try:
                 os.rename(self._path / "data", target)
             except FileNotFoundError as exc:
-                raise NotFound(f"ingest ref {self._ref!r} was aborted") from exc
+                raise NotFound(f"ingest ref {quote(self._ref)} was aborted") from exc
             fsync_dir(target.parent)
             shutil.rmtree(self._path, ignore_errors=True)
         except OSError as exc:

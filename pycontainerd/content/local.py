@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..filters import Adaptor, adapt_labels, parse
 from ..identifiers import validate_labels
 from ._digest import validate_digest
@@ -225,7 +225,7 @@ class LocalStore:
                     if new.get(key):
                         labels[key] = new[key]
                 else:
-                    raise InvalidArgument(f"cannot update {fp!r} field on content info {info.digest!r}")
+                    raise InvalidArgument(f"cannot update {quote(fp)} field on content info {quote(info.digest)}")
         labels = {k: v for k, v in labels.items() if v}
         self._labels.set(info.digest, labels)
         now = time.time_ns()
@@ -324,9 +324,9 @@ class LocalStore:
         try:
             shutil.rmtree(path)
         except FileNotFoundError:
-            raise NotFound(f"ingest ref {ref!r}: not found") from None
+            raise NotFound(f"ingest ref {quote(ref)}: not found") from None
         except OSError as exc:
-            raise from_oserror(exc, f"abort ingest {ref!r}") from exc
+            raise from_oserror(exc, f"abort ingest {quote(ref)}") from exc
 
 
 def _info_adaptor(info: Info) -> Adaptor:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .. import filters
 from ..content import Info, ReaderAt, Status, Writer, validate_digest
-from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
 from ._util import apply_label_paths, dump_labels, load_labels, now_ns, to_datetime
 from .leases import add_to_lease
 
@@ -89,7 +89,7 @@ class ContentStore:
                 labels = apply_label_paths(load_labels(row[0]), info.labels, list(fieldpaths))
                 if labels is None:
                     bad = next(p for p in fieldpaths if p != "labels" and not p.startswith("labels."))
-                    raise InvalidArgument(f"cannot update {bad!r} field on content info {info.digest!r}")
+                    raise InvalidArgument(f"cannot update {quote(bad)} field on content info {quote(info.digest)}")
             else:
                 labels = dict(info.labels)
             conn.execute(
@@ -171,7 +171,7 @@ class ContentStore:
             "SELECT backend_ref FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref)
         ).fetchone()
         if row is None:
-            raise NotFound(f"ingest {ref!r}: not found")
+            raise NotFound(f"ingest {quote(ref)}: not found")
         return str(row[0])
 
     def status(self, ref: str) -> Status:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from .. import filters
 from ..content import validate_digest
-from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
 from ..images import Descriptor, Image
 from ._util import apply_label_paths, dump_labels, load_labels, now_ns, to_datetime
 
@@ -27,7 +27,7 @@ def validate_image(image: Image) -> None:
     try:
         validate_digest(t.digest)
     except InvalidArgument as e:
-        raise InvalidArgument(f"Target.Digest {t.digest!r} invalid: {e}") from None
+        raise InvalidArgument(f"Target.Digest {quote(t.digest)} invalid: {e}") from None
     if t.size <= 0:
         raise InvalidArgument("Target.Size must be greater than zero")
     if not t.media_type:
@@ -75,7 +75,7 @@ class ImageStore:
                 f"SELECT {_COLUMNS} FROM images WHERE namespace = ? AND name = ?", (self.namespace, name)
             ).fetchone()
         if row is None:
-            raise NotFound(f"image {name!r}: not found")
+            raise NotFound(f"image {quote(name)}: not found")
         return _row_to_image(row)
 
     def list(self, filters_: Sequence[str] = ()) -> builtins.list[Image]:
@@ -97,7 +97,7 @@ class ImageStore:
             if conn.execute(
                 "SELECT 1 FROM images WHERE namespace = ? AND name = ?", (self.namespace, image.name)
             ).fetchone():
-                raise AlreadyExists(f"image {image.name!r}: already exists")
+                raise AlreadyExists(f"image {quote(image.name)}: already exists")
             self._put(conn, image, now, now)
         return self.get(image.name)
 
@@ -109,7 +109,7 @@ class ImageStore:
                 f"SELECT {_COLUMNS} FROM images WHERE namespace = ? AND name = ?", (self.namespace, image.name)
             ).fetchone()
             if row is None:
-                raise NotFound(f"image {image.name!r}: not found")
+                raise NotFound(f"image {quote(image.name)}: not found")
             current = _row_to_image(row)
             updated = _apply(current, image, list(fieldpaths)) if fieldpaths else image
             validate_image(updated)
@@ -123,7 +123,7 @@ class ImageStore:
         with self._db.write() as conn:
             cur = conn.execute("DELETE FROM images WHERE namespace = ? AND name = ?", (self.namespace, name))
             if cur.rowcount == 0:
-                raise NotFound(f"image {name!r}: not found")
+                raise NotFound(f"image {quote(name)}: not found")
         self._db.scheduler.schedule()
 
     def _put(self, conn: sqlite3.Connection, image: Image, created: int, updated: int, replace: bool = False) -> None:
@@ -166,7 +166,7 @@ def _apply(current: Image, new: Image, fieldpaths: builtins.list[str]) -> Image:
             target = new.target
             annotations = dict(new.target.annotations)
         else:
-            raise InvalidArgument(f"cannot update {path!r} field on image {current.name!r}")
+            raise InvalidArgument(f"cannot update {quote(path)} field on image {quote(current.name)}")
     return Image(
         name=current.name,
         target=Descriptor(target.media_type, target.digest, target.size, annotations),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import filters
 from ..content import validate_digest
-from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
 from ..identifiers import validate
 from ..leases import Lease, Resource
 from ._util import dump_labels, load_labels, now_ns, to_datetime
@@ -29,12 +29,12 @@ def validate_resource(resource: Resource) -> None:
     ):
         pass
     else:
-        raise InvalidArgument(f"unsupported resource type {resource.type!r}")
+        raise InvalidArgument(f"unsupported resource type {quote(resource.type)}")
 
 
 def lease_exists(conn: sqlite3.Connection, namespace: str, lease: str) -> None:
     if not conn.execute("SELECT 1 FROM leases WHERE namespace = ? AND id = ?", (namespace, lease)).fetchone():
-        raise NotFound(f"lease {lease!r}: not found")
+        raise NotFound(f"lease {quote(lease)}: not found")
 
 
 def add_to_lease(conn: sqlite3.Connection, namespace: str, lease: str | None, type_: str, id_: str) -> None:
@@ -62,7 +62,7 @@ class LeaseManager:
         with self._db.write() as conn:
             ensure_namespace(conn, self.namespace)
             if conn.execute("SELECT 1 FROM leases WHERE namespace = ? AND id = ?", (self.namespace, id)).fetchone():
-                raise AlreadyExists(f"lease {id!r}: already exists")
+                raise AlreadyExists(f"lease {quote(id)}: already exists")
             conn.execute(
                 "INSERT INTO leases (namespace, id, created_ns, labels) VALUES (?, ?, ?, ?)",
                 (self.namespace, id, created, stored),
@@ -73,7 +73,7 @@ class LeaseManager:
         with self._db.write() as conn:
             cur = conn.execute("DELETE FROM leases WHERE namespace = ? AND id = ?", (self.namespace, id))
             if cur.rowcount == 0:
-                raise NotFound(f"lease {id!r}: not found")
+                raise NotFound(f"lease {quote(id)}: not found")
             conn.execute("DELETE FROM lease_resources WHERE namespace = ? AND lease = ?", (self.namespace, id))
         self._db.scheduler.schedule()
 

@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from ..errors import FailedPrecondition, InvalidArgument
+from ..errors import FailedPrecondition, InvalidArgument, quote
 from ..identifiers import validate
 
 __all__ = ["DEFAULT", "GRPC_HEADER", "GRPC_HEADER_TTRPC", "Store", "validate_namespace"]
@@ -25,7 +25,7 @@ _RESERVED = frozenset({"version"})
 def validate_namespace(name: str) -> str:
     """A namespace name usable for storage; raises InvalidArgument."""
     if name in _RESERVED:
-        raise InvalidArgument(f"namespace {name!r} is reserved")
+        raise InvalidArgument(f"namespace {quote(name)} is reserved")
     return validate("namespace", name)
 
 
@@ -34,7 +34,10 @@ def from_metadata(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == GRPC_HEADER:
             ns = value.decode() if isinstance(value, bytes) else value
-            return validate_namespace(ns)
+            try:
+                return validate_namespace(ns)
+            except InvalidArgument as e:
+                raise InvalidArgument(f"namespace validation: {e}") from None
     raise FailedPrecondition("namespace is required: the containerd-namespace header is missing")
 
 
