@@ -1,0 +1,343 @@
+"""Benchmark pycontainerd against Debian's containerd in one run, on this machine (``make bench``).
+
+Both daemons start on private temporary roots and sockets, get the same
+work, and are timed side by side; each repetition alternates which daemon
+goes first, so background load on the machine lands on both alike.  Three
+benchmarks, each with the target set for pycontainerd:
+
+* content ingest: ``ctr content ingest`` of one large random file, best of
+  ``--runs``, in MB/s (10^6 bytes/s); pycontainerd ≥ 1.0x containerd;
+* listing 1,000 records: wall time of ``ctr images ls`` and ``ctr content
+  ls``, and latency of the raw Images.List / Content.List RPCs, medians;
+  pycontainerd ≤ 2x containerd;
+* memory: RSS and PSS of each daemon's process tree 5 s after start, and
+  again after the listing work; pycontainerd ≤ 1.5x containerd.
+
+Writes ``latest.json`` (every sample, machine facts, versions) and
+``latest.md`` (the README table) into ``--out`` and prints the table.  A
+daemon that is not installed or does not answer gets ``n/a``.  Both daemons
+are stopped and every temporary directory removed however the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import functools
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+if __package__ in (None, ""):
+    # Run as a script (`python bench/run.py`): make the `bench` package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import grpc
+
+from bench import daemons, memory, report, workloads
+from bench.daemons import CONTAINERD_NAME, NAMES, PYCONTAINERD_NAME, Daemon
+from bench.report import Metric
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+MIB = 1 << 20
+# A daemon's repetitions stop early (after at least MIN_RUNS) once they have taken this long.
+RUN_BUDGET_S = 120.0
+MIN_RUNS = 3
+FAILURES = (workloads.BenchmarkError, grpc.RpcError, subprocess.TimeoutExpired, OSError)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return f"gRPC {exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Bench:
+    """The daemons under test, the rows being filled in, and raw facts for the JSON."""
+
+    args: argparse.Namespace
+    running: dict[str, Daemon]
+    clients: dict[str, workloads.Client]
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    extra: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def metric(
+        self,
+        key: str,
+        label: str,
+        unit: str,
+        *,
+        better: report.Better = "lower",
+        summary: report.Summary = "single",
+        target: float | None = None,
+        decimals: int = 1,
+    ) -> Metric:
+        """Add a table row; rows appear in the order they are added."""
+        self.metrics[key] = Metric(key, label, unit, better, summary, target, decimals)
+        return self.metrics[key]
+
+    def healthy(self, *metrics: Metric) -> list[str]:
+        """Daemons still running with no error in any of ``metrics``."""
+        names = []
+        for name, daemon in self.running.items():
+            if any(name in m.errors for m in metrics):
+                continue
+            if not daemon.alive():
+                for m in metrics:
+                    m.fail(name, f"{name} died (exit {daemon.proc.returncode}): {daemon.log_tail(500)}")
+                continue
+            names.append(name)
+        return names
+
+    def repeat(self, metric: Metric, runs: int, measure: Callable[[str], float]) -> None:
+        """Fill ``metric`` with ``runs`` samples per daemon, alternating which daemon goes first."""
+        spent = dict.fromkeys(self.running, 0.0)
+        for run in range(runs):
+            order = self.healthy(metric)
+            for name in order if run % 2 == 0 else order[::-1]:
+                taken = len(metric.samples.get(name, []))
+                if spent[name] > RUN_BUDGET_S and taken >= MIN_RUNS:
+                    if taken == run:
+                        metric.note(
+                            name, f"stopped after {taken} of {runs} runs (over the {RUN_BUDGET_S:.0f} s budget)"
+                        )
+                    continue
+                started = time.monotonic()
+                try:
+                    value = measure(name)
+                except FAILURES as exc:
+                    metric.fail(name, describe(exc))
+                    log(f"{name}: {metric.label}: {describe(exc)}")
+                    continue
+                spent[name] += time.monotonic() - started
+                metric.add(name, value)
+                log(f"{name}: {metric.label} [{run + 1}/{runs}]: {value:,.{metric.decimals}f} {metric.unit}")
+
+    def sample_memory(self, when: str, rss: Metric, pss: Metric) -> None:
+        for name in self.healthy():
+            taken = memory.sample(self.running[name].pid)
+            rss.add(name, taken.rss_kib / 1024)
+            pss.add(name, taken.pss_kib / 1024)
+            self.extra.setdefault(name, {})[f"memory_{when}"] = taken.as_json()
+            log(f"{name}: memory {when}: RSS {taken.rss_kib / 1024:.1f} MiB, PSS {taken.pss_kib / 1024:.1f} MiB")
+
+
+def bench_idle(b: Bench) -> None:
+    startup = b.metric("startup", "Start-up until the first RPC is answered", "ms", decimals=0)
+    for name, daemon in b.running.items():
+        startup.add(name, daemon.ready_after * 1000)
+    rss = b.metric("idle_rss", f"Idle RSS, {b.args.idle_wait:g} s after start", "MiB", target=1.5)
+    pss = b.metric("idle_pss", f"Idle PSS, {b.args.idle_wait:g} s after start", "MiB", target=1.5)
+    if b.running:
+        wake = max(d.launched for d in b.running.values()) + b.args.idle_wait
+        time.sleep(max(0.0, wake - time.monotonic()))
+    b.sample_memory("idle", rss, pss)
+
+
+def ctr_list_ms(b: Bench, what: str, name: str) -> float:
+    return workloads.ctr_list(b.running[name].address, what) * 1000
+
+
+def bench_list(b: Bench) -> None:
+    n, runs, rpc_runs = b.args.records, b.args.list_runs, b.args.rpc_runs
+    setup = b.metric("populate", f"Storing {n:,} images + manifests via gRPC (setup)", "s", decimals=2)
+    images_ls = b.metric(
+        "ctr_images_ls", f"`ctr images ls`, {n:,} images (median of {runs})", "ms", summary="median", target=2.0
+    )
+    content_ls = b.metric(
+        "ctr_content_ls", f"`ctr content ls`, {n + 1:,} blobs (median of {runs})", "ms", summary="median", target=2.0
+    )
+    images_rpc = b.metric(
+        "rpc_images_list",
+        f"Images.List RPC, {n:,} images (median of {rpc_runs})",
+        "ms",
+        summary="median",
+        target=2.0,
+        decimals=2,
+    )
+    content_rpc = b.metric(
+        "rpc_content_list",
+        f"Content.List RPC, {n + 1:,} blobs (median of {rpc_runs})",
+        "ms",
+        summary="median",
+        target=2.0,
+        decimals=2,
+    )
+    rows = [images_ls, content_ls, images_rpc, content_rpc]
+    for name in b.healthy(setup):
+        log(f"{name}: storing {n:,} images")
+        try:
+            done = workloads.populate(b.clients[name], n)
+        except FAILURES as exc:
+            for m in (setup, *rows):
+                m.fail(name, f"setup failed: {describe(exc)}")
+            log(f"{name}: setup failed: {describe(exc)}")
+            continue
+        setup.add(name, done.seconds)
+        log(f"{name}: stored {done.images:,} images and {done.blobs:,} blobs in {done.seconds:.2f} s")
+    for metric, what, rows_expected in ((images_ls, "images", n), (content_ls, "content", n + 1)):
+        for name in b.healthy(metric):
+            try:
+                for text in workloads.check_listing(b.running[name].address, what, rows_expected):
+                    metric.note(name, text)
+            except FAILURES as exc:
+                metric.fail(name, describe(exc))
+                log(f"{name}: {metric.label}: {describe(exc)}")
+        b.repeat(metric, runs, functools.partial(ctr_list_ms, b, what))
+    b.repeat(images_rpc, rpc_runs, lambda name: workloads.rpc_images_list(b.clients[name], n) * 1000)
+    b.repeat(content_rpc, rpc_runs, lambda name: workloads.rpc_content_list(b.clients[name], n + 1) * 1000)
+    rss = b.metric("list_rss", "RSS after the listing benchmarks", "MiB", target=1.5)
+    pss = b.metric("list_pss", "PSS after the listing benchmarks", "MiB", target=1.5)
+    b.sample_memory("after_list", rss, pss)
+
+
+def bench_ingest(b: Bench, blob: workloads.Blob) -> None:
+    runs = b.args.runs
+    ingest = b.metric(
+        "ingest",
+        f"`ctr content ingest`, {b.args.ingest_mib:,} MiB (best of {runs})",
+        "MB/s",
+        better="higher",
+        summary="best",
+        target=1.0,
+    )
+
+    def measure(name: str) -> float:
+        ref = f"bench-ingest-{name}-{len(ingest.samples.get(name, []))}-{time.time_ns()}"
+        seconds = workloads.ingest(b.clients[name], b.running[name].address, blob, ref)
+        return blob.size / seconds / 1e6
+
+    b.repeat(ingest, runs, measure)
+    peak = b.metric("peak_rss", "Peak RSS over the whole run (VmHWM)", "MiB")
+    for name in b.healthy():
+        taken = memory.sample(b.running[name].pid)
+        peak.add(name, taken.peak_rss_kib / 1024)
+        b.extra.setdefault(name, {})["memory_end"] = taken.as_json()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--only", choices=NAMES, help="run one daemon only (the other's column says n/a)")
+    parser.add_argument(
+        "--ingest-mib", type=int, default=1024, help="size of the ingested file in MiB; 0 skips ingest (default 1024)"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="ingest runs per daemon, best counts (default 3)")
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=1000,
+        help="images (and manifests) stored for the listing benchmarks (default 1000)",
+    )
+    parser.add_argument("--list-runs", type=int, default=10, help="timed `ctr … ls` runs per daemon (default 10)")
+    parser.add_argument("--rpc-runs", type=int, default=25, help="timed List RPCs per daemon (default 25)")
+    parser.add_argument(
+        "--idle-wait", type=float, default=5.0, help="seconds after start before the idle memory sample (default 5)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"where latest.json and latest.md go (default {DEFAULT_OUT})"
+    )
+    args = parser.parse_args(argv)
+    if args.ingest_mib < 0 or args.runs < 1 or args.records < 1 or args.list_runs < 1 or args.rpc_runs < 1:
+        parser.error("sizes must be >= 0 and counts >= 1")
+    return args
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def clients_for(running: dict[str, Daemon]) -> Iterator[dict[str, workloads.Client]]:
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(workloads.Client(d.address)) for name, d in running.items()}
+
+
+def daemon_status(
+    names: list[str], running: dict[str, Daemon], unavailable: dict[str, str], b: Bench
+) -> dict[str, object]:
+    status: dict[str, object] = {}
+    for name in NAMES:
+        if name not in names:
+            status[name] = {"status": "skipped", "detail": "excluded by --only"}
+        elif name in unavailable:
+            status[name] = {"status": "unavailable", "detail": unavailable[name]}
+        else:
+            d = running[name]
+            status[name] = {"status": "ran", "pid": d.pid, "ready_after_s": d.ready_after, **b.extra.get(name, {})}
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    started_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    began = time.monotonic()
+    facts = report.machine_facts()
+    names = [args.only] if args.only else list(NAMES)
+    log(f"benchmarking {', '.join(names)} on {facts['cpu_model']}")
+    with daemons.scratch("bench-data-") as data:
+        blob = None
+        if args.ingest_mib:
+            log(f"writing a {args.ingest_mib:,} MiB random file")
+            blob = workloads.make_random_file(data / "ingest.bin", args.ingest_mib * MIB)
+        with daemons.running(names) as (running, unavailable), clients_for(running) as clients:
+            for name, why in unavailable.items():
+                log(f"{name} is unavailable, its column will say n/a: {why.splitlines()[0]}")
+            b = Bench(args, running, clients)
+            bench_idle(b)
+            bench_list(b)
+            if blob is not None:
+                bench_ingest(b, blob)
+            statuses = daemon_status(names, running, unavailable, b)
+    metrics = list(b.metrics.values())
+    absent = [
+        f"{n}: {s['detail'].splitlines()[0]}"
+        for n, s in statuses.items()
+        if isinstance(s, dict) and s["status"] != "ran"
+    ]
+    footer = report.footer(facts, started_at.isoformat())
+    if absent:
+        footer += "\n\n_Not measured: " + "; ".join(absent) + "._"
+    table = report.markdown(metrics, footer)
+    document: dict[str, object] = {
+        "schema_version": 1,
+        "started_at": started_at.isoformat(),
+        "duration_s": round(time.monotonic() - began, 1),
+        "argv": sys.argv,
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": facts,
+        "daemons": statuses,
+        "ingest_digest": blob.digest if blob else None,
+        "benchmarks": [m.as_json() for m in metrics],
+        "table_markdown": table,
+    }
+    json_path, md_path = report.write(args.out, document, table)
+    print(table)
+    log(f"wrote {json_path} and {md_path} in {time.monotonic() - began:.0f} s")
+    wanted_missing = [n for n in names if n in unavailable and (n == CONTAINERD_NAME or args.only == PYCONTAINERD_NAME)]
+    return 1 if wanted_missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGINT too: a shell that starts us in the background leaves it ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        log("interrupted; daemons stopped and temporary files removed, no results written")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
