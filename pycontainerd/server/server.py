@@ -36,7 +36,7 @@ __all__ = ["LOCK_FILE", "AddressInUse", "RootLocked", "Server", "socket_path"]
 log = logging.getLogger("pycontainerd")
 
 LOCK_FILE = "pycontainerd.lock"
-SHUTDOWN_GRACE = 10.0
+SHUTDOWN_GRACE = 5.0
 CORE_THREADS = 32
 
 
@@ -137,7 +137,9 @@ class Server:
             log.info('loading plugin "%s"... type=%s', reg.uri, reg.type)
             plugin = self._init_plugin(reg)
             self.plugins.add(plugin)
-            if plugin.error is not None:
+            if plugin.error is None:
+                log.debug('plugin "%s" ready, exports %s', reg.uri, plugin.exports)
+            else:
                 log.warning('failed to load plugin "%s": %s', reg.uri, plugin.error)
                 if reg.uri in self.config.required_plugins or reg.id in self.config.required_plugins:
                     raise RuntimeError(f"load required plugin {reg.uri}: {plugin.error}")
