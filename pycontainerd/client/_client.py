@@ -176,18 +176,18 @@ class Client:
 
     def version(self) -> tuple[str, str]:
         """The daemon's (version, revision)."""
-        resp = self._conn.unary(version_pb2_grpc.VersionStub(self._conn.channel).Version, empty_pb2.Empty())
+        resp = self._conn.unary(self._conn.stub(version_pb2_grpc.VersionStub).Version, empty_pb2.Empty())
         return resp.version, resp.revision
 
     def server(self) -> str:
         """The daemon's UUID, stable across its restarts."""
-        stub = introspection_pb2_grpc.IntrospectionStub(self._conn.channel)
+        stub = self._conn.stub(introspection_pb2_grpc.IntrospectionStub)
         resp: introspection_pb.ServerResponse = self._conn.unary(stub.Server, empty_pb2.Empty())
         return resp.uuid
 
     def plugins(self, filters: Sequence[str] = ()) -> builtins.list[PluginInfo]:
         """Loaded (and failed) plugins matching any of ``filters`` (fields: type, id, capabilities...)."""
-        stub = introspection_pb2_grpc.IntrospectionStub(self._conn.channel)
+        stub = self._conn.stub(introspection_pb2_grpc.IntrospectionStub)
         resp = self._conn.unary(stub.Plugins, introspection_pb.PluginsRequest(filters=list(filters)))
         return [_plugin(p) for p in resp.plugins]
 
@@ -196,7 +196,7 @@ class Client:
     def close(self) -> None:
         """Close the channel if this client opened it; calls in flight are cancelled."""
         if self._owner:
-            self._conn.channel.close()
+            self._conn.close()
 
     def __enter__(self) -> Client:
         return self

@@ -49,7 +49,7 @@ class ImageStore:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._stub = images_pb2_grpc.ImagesStub(conn.channel)
+        self._stub = conn.stub(images_pb2_grpc.ImagesStub)
 
     def get(self, name: str) -> Image:
         """Raises NotFound."""

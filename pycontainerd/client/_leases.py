@@ -36,7 +36,7 @@ class LeaseManager:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._stub = leases_pb2_grpc.LeasesStub(conn.channel)
+        self._stub = conn.stub(leases_pb2_grpc.LeasesStub)
 
     def create(self, id: str, labels: Mapping[str, str] | None = None) -> Lease:
         """Raises AlreadyExists, InvalidArgument."""

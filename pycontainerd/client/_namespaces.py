@@ -19,7 +19,7 @@ class NamespaceStore:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._stub = namespace_pb2_grpc.NamespacesStub(conn.channel)
+        self._stub = conn.stub(namespace_pb2_grpc.NamespacesStub)
 
     def create(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         """Raises AlreadyExists, InvalidArgument."""

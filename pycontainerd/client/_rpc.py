@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ __all__ = ["MAX_MESSAGE", "Connection", "dial", "from_timestamp", "target", "to_
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Stub = TypeVar("Stub")
 
 # containerd's default limit both ways; streamed data is chunked far below it.
 MAX_MESSAGE = 16 << 20
@@ -62,10 +64,10 @@ def translated() -> Iterator[None]:
         details = e.details() if callable(getattr(e, "details", None)) else None
         raise errors.from_grpc(code, details or str(code or "rpc failed")) from None
     except ValueError as e:
-        # grpc refuses metadata it cannot send (non-ASCII namespace, say) with ValueError.
+        # grpc's own refusals, such as a call on a channel already closed.
         if isinstance(e, errors.ContainerdError):
             raise
-        raise errors.InvalidArgument(str(e)) from None
+        raise errors.FailedPrecondition(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Connection:
     namespace: str
     timeout: float | None = None
     lease: str | None = None
+    # Shared by every Connection derived from this one, as the channel is.
+    closed: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # grpc refuses such header values only when sending, with a C-core log line besides.
@@ -89,6 +93,16 @@ class Connection:
         if self.lease:
             md.append((LEASE_HEADER, self.lease))
         return tuple(md)
+
+    def stub(self, factory: Callable[[grpc.Channel], Stub]) -> Stub:
+        """A service stub on the channel; refused once closed (grpc crashes making one then)."""
+        if self.closed.is_set():
+            raise errors.FailedPrecondition("the client is closed")
+        return factory(self.channel)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.channel.close()
 
     def with_namespace(self, namespace: str) -> Connection:
         return replace(self, namespace=namespace)

@@ -58,7 +58,7 @@ class ContentStore:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._stub = content_pb2_grpc.ContentStub(conn.channel)
+        self._stub = conn.stub(content_pb2_grpc.ContentStub)
 
     # Provider
 

@@ -49,6 +49,18 @@ def test_header_values_are_checked_before_sending() -> None:
         c.with_lease("line\nbreak")
 
 
+def test_closed_client_refuses_calls(client: Client) -> None:
+    c = Client(client.address)
+    images = c.images
+    c.close()
+    with pytest.raises(errors.FailedPrecondition):
+        c.version()
+    with pytest.raises(errors.FailedPrecondition):
+        c.with_namespace("other").content.info(DIGEST)
+    with pytest.raises(errors.FailedPrecondition):
+        images.list()
+
+
 def test_unreachable_socket_is_unavailable() -> None:
     with Client("/nonexistent/pycontainerd.sock", timeout=5) as c, pytest.raises(errors.Unavailable):
         c.version()
