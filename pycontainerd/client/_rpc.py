@@ -26,7 +26,6 @@ from ..namespaces import GRPC_HEADER as NAMESPACE_HEADER
 
 __all__ = ["MAX_MESSAGE", "Connection", "dial", "from_timestamp", "target", "to_timestamp", "translated"]
 
-Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Stub = TypeVar("Stub")
 
