@@ -22,6 +22,7 @@ thread-pool hop per message, no metadata lookup per message.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -120,6 +121,10 @@ class ContentService(pb_grpc.ContentServicer):
         digest = _digest_arg(request.digest)
         store = self._store(context)
         reader, start, end, data = await offload(_open_read, store, digest, request.offset, request.size)
+        if reader is None:  # all of it came with the open
+            if data:
+                yield pb.ReadContentResponse(offset=0, data=data)
+            return
         ahead: asyncio.Future[bytes] | None = None
         try:
             pos = start + len(data)
@@ -175,17 +180,23 @@ class ContentService(pb_grpc.ContentServicer):
                 await offload(session.close)
 
 
-def _open_read(store: Store, digest: str, offset: int, size: int) -> tuple[ReaderAt, int, int, bytes]:
-    """Open a blob and read its first chunk in one pool hop; returns (reader, start, end, chunk)."""
-    info = store.info(digest)
-    offset = max(offset, 0)
-    if offset > info.size:
-        raise OutOfRange(f"read past object length {info.size} bytes")
-    if size <= 0 or offset + size > info.size:
-        size = info.size - offset
+def _open_read(store: Store, digest: str, offset: int, size: int) -> tuple[ReaderAt | None, int, int, bytes]:
+    """Open a blob and read its first chunk in one pool hop; returns (reader, start, end, chunk).
+
+    Clients such as ``ctr content get`` read in many small ranges, so a range
+    that fits in one chunk is served and closed here (the reader is None).
+    """
     reader = store.reader_at(digest)
     try:
+        offset = max(offset, 0)
+        if offset > reader.size:
+            raise OutOfRange(f"read past object length {reader.size} bytes")
+        if size <= 0 or offset + size > reader.size:
+            size = reader.size - offset
         first = reader.read_at(offset, min(READ_CHUNK, size)) if size else b""
+        if len(first) >= size or not first:
+            reader.close()
+            return None, offset, offset + size, first
     except BaseException:
         reader.close()
         raise
@@ -195,7 +206,9 @@ def _open_read(store: Store, digest: str, offset: int, size: int) -> tuple[Reade
 class _WriteSession:
     """One Write stream's writer and the state containerd keeps between messages.
 
-    Its methods block; the service runs each on the thread pool.
+    Its methods block; the service runs each on the thread pool.  They take a
+    lock, because a cancelled call may close the writer while a step it no
+    longer waits for is still running.
     """
 
     def __init__(self, store: Store, ref: str, total: int, expected: str) -> None:
@@ -206,17 +219,24 @@ class _WriteSession:
         self.offset = 0
         self.writer: Writer | None = None
         self.resp = pb.WriteContentResponse()
+        self._lock = threading.RLock()
 
     def open(self) -> None:
-        self.writer = self.store.writer(self.ref, total=self.total, expected=self.expected)
-        self.offset = self.writer.status().offset
+        with self._lock:
+            self.writer = self.store.writer(self.ref, total=self.total, expected=self.expected)
+            self.offset = self.writer.status().offset
 
     def close(self) -> None:
-        if self.writer is not None:
-            w, self.writer = self.writer, None
-            w.close()
+        with self._lock:
+            if self.writer is not None:
+                w, self.writer = self.writer, None
+                w.close()
 
     def step(self, req: pb.WriteContentRequest) -> pb.WriteContentResponse:
+        with self._lock:
+            return self._step(req)
+
+    def _step(self, req: pb.WriteContentRequest) -> pb.WriteContentResponse:
         w = self.writer
         if w is None:
             raise Unknown(f"writer for {self.ref} is closed")
