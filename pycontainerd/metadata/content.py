@@ -96,7 +96,6 @@ class ContentStore:
                 "UPDATE content SET labels = ?, updated_ns = ? WHERE namespace = ? AND digest = ?",
                 (dump_labels(labels), now_ns(), self.namespace, info.digest),
             )
-        self._db.scheduler.schedule()
         return self.info(info.digest)
 
     def walk(self, filters_: Sequence[str] = ()) -> Iterator[Info]:

@@ -176,6 +176,12 @@ class Scheduler:
         self.runs = 0
         self.last: GCStats | None = None
 
+    def configure(self, config: GCConfig) -> None:
+        """New timings; they apply from the next wait on."""
+        with self._cond:
+            self.config = config
+            self._cond.notify_all()
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="gc-scheduler", daemon=True)

@@ -10,12 +10,21 @@ from typing import TYPE_CHECKING
 from .. import filters
 from ..content import validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
-from ..identifiers import validate
 from ..leases import Lease, Resource
 from ._util import dump_labels, load_labels, now_ns, to_datetime
 
 if TYPE_CHECKING:
     from ._db import DB
+
+
+def validate_lease_id(id: str) -> str:
+    """Lease ids are only stored, never used as paths: containerd asks just for one (its clients' random ids
+    may end in '-'); we also bound the length and refuse NUL."""
+    if not id:
+        raise InvalidArgument("lease id must be provided")
+    if len(id.encode()) > 1024 or "\x00" in id:
+        raise InvalidArgument("lease id must be at most 1024 bytes, without NUL")
+    return id
 
 
 def validate_resource(resource: Resource) -> None:
@@ -56,7 +65,7 @@ class LeaseManager:
     def create(self, id: str, labels: Mapping[str, str] | None = None) -> Lease:
         from ._db import ensure_namespace
 
-        validate("lease", id)
+        validate_lease_id(id)
         stored = dump_labels(labels or {})
         created = now_ns()
         with self._db.write() as conn:

@@ -96,10 +96,12 @@ def _init_gc(ic: InitContext) -> Scheduler:
     db = ic.get(PluginType.METADATA, DB)
     c = ic.config
     scheduler = db.scheduler
-    scheduler.config = GCConfig(
-        schedule_delay=float(c["schedule_delay"]),
-        startup_delay=float(c["startup_delay"]),
-        interval=float(c["interval"]),
+    scheduler.configure(
+        GCConfig(
+            schedule_delay=float(c["schedule_delay"]),
+            startup_delay=float(c["startup_delay"]),
+            interval=float(c["interval"]),
+        )
     )
     for key in ("schedule_delay", "startup_delay", "interval"):
         ic.properties[key] = f"{float(c[key])}s"

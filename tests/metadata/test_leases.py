@@ -50,10 +50,15 @@ def test_bad_resources(db: DB, res: Resource) -> None:
         db.leases("default").add_resource("l", res)
 
 
-@pytest.mark.parametrize("lease_id", ["", "has space", "../x", "a" * 80])
+@pytest.mark.parametrize("lease_id", ["", "nul\x00", "a" * 1025])
 def test_bad_ids(db: DB, lease_id: str) -> None:
     with pytest.raises(errors.InvalidArgument):
         db.leases("default").create(lease_id)
+
+
+@pytest.mark.parametrize("lease_id", ["557125747-Iht-", "with space", "../x", "a" * 80])
+def test_ids_containerd_clients_make_are_accepted(db: DB, lease_id: str) -> None:
+    assert db.leases("default").create(lease_id).id == lease_id
 
 
 def test_write_under_missing_lease_is_refused(db: DB) -> None:
