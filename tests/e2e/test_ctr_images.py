@@ -33,7 +33,7 @@ def test_import_then_export_round_trip(pycontainerd_daemon: PycontainerdDaemon, 
     with Client(d.address) as c:
         manifest = c.content.info(sha(img.manifest_bytes))
         # ctr's import wrote the gc references that keep the layers with the manifest.
-        assert set(v for k, v in manifest.labels.items() if k.startswith("containerd.io/gc.ref.content")) == set(
+        assert {v for k, v in manifest.labels.items() if k.startswith("containerd.io/gc.ref.content")} == set(
             img.blobs
         ) - {sha(img.manifest_bytes)}
         c.leases.delete(c.leases.create("gc-trigger").id, sync=True)
