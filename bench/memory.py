@@ -12,12 +12,18 @@ class MemorySample:
 
     ``rss_kib`` sums ``VmRSS`` (shared pages count once per process),
     ``pss_kib`` sums ``Pss`` from ``smaps_rollup`` (shared pages split among
-    their users), ``peak_rss_kib`` sums ``VmHWM``, each process's high-water
-    mark since it started.
+    their users), ``anon_kib`` sums ``Anonymous`` (heap, stacks: memory
+    backed by no file), ``peak_rss_kib`` sums ``VmHWM``, each
+    process's high-water mark since it started.
+
+    PSS depends on what else runs: every other containerd (or Python) on the
+    machine takes a share of the binary's (or libpython's) pages, and so
+    would a private/shared split.  RSS and anonymous memory do not.
     """
 
     rss_kib: int
     pss_kib: int
+    anon_kib: int
     peak_rss_kib: int
     pids: tuple[int, ...]
 
@@ -25,6 +31,7 @@ class MemorySample:
         return {
             "rss_kib": self.rss_kib,
             "pss_kib": self.pss_kib,
+            "anon_kib": self.anon_kib,
             "peak_rss_kib": self.peak_rss_kib,
             "pids": list(self.pids),
         }
@@ -57,6 +64,22 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def same_executable(pid: int) -> int:
+    """How many other live processes run the same executable as ``pid`` (and so share its pages)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return 0
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            try:
+                count += os.readlink(f"/proc/{entry}/exe") == exe
+            except OSError:
+                continue
+    return count
+
+
 def _kib_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
     found: dict[str, int] = {}
     try:
@@ -72,11 +95,13 @@ def _kib_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
 
 def sample(root: int) -> MemorySample:
     """Read the memory of ``root`` and its descendants right now."""
-    rss = pss = peak = 0
+    rss = pss = anon = peak = 0
     pids = process_tree(root)
     for pid in pids:
         status = _kib_fields(f"/proc/{pid}/status", ("VmRSS", "VmHWM"))
         rss += status.get("VmRSS", 0)
         peak += status.get("VmHWM", 0)
-        pss += _kib_fields(f"/proc/{pid}/smaps_rollup", ("Pss",)).get("Pss", 0)
-    return MemorySample(rss_kib=rss, pss_kib=pss, peak_rss_kib=peak, pids=tuple(pids))
+        rollup = _kib_fields(f"/proc/{pid}/smaps_rollup", ("Pss", "Anonymous"))
+        pss += rollup.get("Pss", 0)
+        anon += rollup.get("Anonymous", 0)
+    return MemorySample(rss_kib=rss, pss_kib=pss, anon_kib=anon, peak_rss_kib=peak, pids=tuple(pids))

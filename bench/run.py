@@ -11,7 +11,9 @@ benchmarks, each with the target set for pycontainerd:
   ls``, and latency of the raw Images.List / Content.List RPCs, medians;
   pycontainerd ≤ 2x containerd;
 * memory: RSS and PSS of each daemon's process tree 5 s after start, and
-  again after the listing work; pycontainerd ≤ 1.5x containerd.
+  again after the listing work; pycontainerd ≤ 1.5x containerd.  Anonymous
+  memory (heap) is shown beside them, without a target: unlike PSS it does
+  not shift with whatever else on the machine shares the daemon's pages.
 
 Writes ``latest.json`` (every sample, machine facts, versions) and
 ``latest.md`` (the README table) into ``--out`` and prints the table.  A
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import datetime
 import functools
+import os
 import signal
 import subprocess
 import sys
@@ -49,6 +52,7 @@ MIB = 1 << 20
 # A daemon's repetitions stop early (after at least MIN_RUNS) once they have taken this long.
 RUN_BUDGET_S = 120.0
 MIN_RUNS = 3
+MEMORY_TARGET = 1.5
 FAILURES = (workloads.BenchmarkError, grpc.RpcError, subprocess.TimeoutExpired, OSError)
 
 
@@ -124,25 +128,33 @@ class Bench:
                 metric.add(name, value)
                 log(f"{name}: {metric.label} [{run + 1}/{runs}]: {value:,.{metric.decimals}f} {metric.unit}")
 
-    def sample_memory(self, when: str, rss: Metric, pss: Metric) -> None:
+    def sample_memory(self, key: str, when: str) -> None:
+        """Add RSS, PSS and anonymous-memory rows for every daemon's process tree, read right now."""
+        rss = self.metric(f"{key}_rss", f"RSS, {when}", "MiB", target=MEMORY_TARGET)
+        pss = self.metric(f"{key}_pss", f"PSS, {when}", "MiB", target=MEMORY_TARGET)
+        anon = self.metric(f"{key}_anon", f"Anonymous memory (heap), {when}", "MiB")
         for name in self.healthy():
             taken = memory.sample(self.running[name].pid)
             rss.add(name, taken.rss_kib / 1024)
             pss.add(name, taken.pss_kib / 1024)
-            self.extra.setdefault(name, {})[f"memory_{when}"] = taken.as_json()
-            log(f"{name}: memory {when}: RSS {taken.rss_kib / 1024:.1f} MiB, PSS {taken.pss_kib / 1024:.1f} MiB")
+            anon.add(name, taken.anon_kib / 1024)
+            self.extra.setdefault(name, {})[f"memory_{key}"] = taken.as_json()
+            if others := memory.same_executable(self.running[name].pid):
+                who = "1 other process runs" if others == 1 else f"{others} other processes run"
+                pss.note(name, f"{who} the same executable here; PSS splits the shared pages with them")
+            log(
+                f"{name}: memory {when}: RSS {rss.samples[name][-1]:.1f}, PSS {pss.samples[name][-1]:.1f}, anon {anon.samples[name][-1]:.1f} MiB"
+            )
 
 
 def bench_idle(b: Bench) -> None:
     startup = b.metric("startup", "Start-up until the first RPC is answered", "ms", decimals=0)
     for name, daemon in b.running.items():
         startup.add(name, daemon.ready_after * 1000)
-    rss = b.metric("idle_rss", f"Idle RSS, {b.args.idle_wait:g} s after start", "MiB", target=1.5)
-    pss = b.metric("idle_pss", f"Idle PSS, {b.args.idle_wait:g} s after start", "MiB", target=1.5)
     if b.running:
         wake = max(d.launched for d in b.running.values()) + b.args.idle_wait
         time.sleep(max(0.0, wake - time.monotonic()))
-    b.sample_memory("idle", rss, pss)
+    b.sample_memory("idle", f"idle {b.args.idle_wait:g} s after start")
 
 
 def ctr_list_ms(b: Bench, what: str, name: str) -> float:
@@ -197,9 +209,7 @@ def bench_list(b: Bench) -> None:
         b.repeat(metric, runs, functools.partial(ctr_list_ms, b, what))
     b.repeat(images_rpc, rpc_runs, lambda name: workloads.rpc_images_list(b.clients[name], n) * 1000)
     b.repeat(content_rpc, rpc_runs, lambda name: workloads.rpc_content_list(b.clients[name], n + 1) * 1000)
-    rss = b.metric("list_rss", "RSS after the listing benchmarks", "MiB", target=1.5)
-    pss = b.metric("list_pss", "PSS after the listing benchmarks", "MiB", target=1.5)
-    b.sample_memory("after_list", rss, pss)
+    b.sample_memory("after_list", "after the listing benchmarks")
 
 
 def bench_ingest(b: Bench, blob: workloads.Blob) -> None:
@@ -282,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
     started_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     began = time.monotonic()
     facts = report.machine_facts()
+    load_before = os.getloadavg()
     names = [args.only] if args.only else list(NAMES)
     log(f"benchmarking {', '.join(names)} on {facts['cpu_model']}")
     with daemons.scratch("bench-data-") as data:
@@ -315,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
         "argv": sys.argv,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": facts,
+        # Other work on the machine skews everything; a high load here says to rerun.
+        "load_average_1_5_15": {"start": load_before, "end": os.getloadavg()},
         "daemons": statuses,
         "ingest_digest": blob.digest if blob else None,
         "benchmarks": [m.as_json() for m in metrics],
