@@ -27,7 +27,6 @@ from typing import Any
 import grpc
 
 from ..plugin import InitContext, Plugin, PluginSet, Registration, ordered
-from ..services.rpc import ErrorInterceptor
 from .builtins import BUILTINS, Builtin
 from .config import Config, ConfigError, decode_plugin_config
 
@@ -179,7 +178,6 @@ class Server:
         self.load_plugins()
         g = self.config.grpc
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", g.max_recv_message_size),
                 ("grpc.max_send_message_length", g.max_send_message_size),

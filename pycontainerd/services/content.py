@@ -34,7 +34,7 @@ from ..api.services.content.v1 import content_pb2_grpc as pb_grpc
 from ..content import Info, ReaderAt, Status, Store, Writer, validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, Unknown
 from ..metadata import DB
-from .rpc import field_paths, from_timestamp, lease_of, namespace_of, offload, timestamp
+from .rpc import field_paths, from_timestamp, guarded, lease_of, namespace_of, offload, timestamp
 
 __all__ = ["READ_CHUNK", "ContentService"]
 
@@ -78,7 +78,7 @@ class ContentService(pb_grpc.ContentServicer):
         self._db = db
 
     def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ContentServicer_to_server(self, server)
+        pb_grpc.add_ContentServicer_to_server(guarded(self), server)
 
     def _store(self, context: grpc.aio.ServicerContext) -> Store:
         return self._db.content(namespace_of(context), lease_of(context))

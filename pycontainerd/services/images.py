@@ -16,7 +16,7 @@ from ..api.types import descriptor_pb2
 from ..errors import InvalidArgument
 from ..images import Descriptor, Image, Store
 from ..metadata import DB
-from .rpc import field_paths, from_timestamp, namespace_of, offload, timestamp
+from .rpc import field_paths, from_timestamp, guarded, namespace_of, offload, timestamp
 
 __all__ = ["ImagesService", "image_from_pb", "image_to_pb"]
 
@@ -55,7 +55,7 @@ class ImagesService(pb_grpc.ImagesServicer):
         self._db = db
 
     def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ImagesServicer_to_server(self, server)
+        pb_grpc.add_ImagesServicer_to_server(guarded(self), server)
 
     def _store(self, context: grpc.aio.ServicerContext) -> Store:
         return self._db.images(namespace_of(context))

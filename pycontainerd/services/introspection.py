@@ -26,7 +26,7 @@ from ..api.services.introspection.v1 import introspection_pb2 as pb
 from ..api.services.introspection.v1 import introspection_pb2_grpc as pb_grpc
 from ..errors import ContainerdError
 from ..plugin import Plugin
-from .rpc import offload
+from .rpc import guarded, offload
 
 __all__ = ["IntrospectionService", "plugin_to_pb"]
 
@@ -75,7 +75,7 @@ class IntrospectionService(pb_grpc.IntrospectionServicer):
         self._lock = threading.Lock()
 
     def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_IntrospectionServicer_to_server(self, server)
+        pb_grpc.add_IntrospectionServicer_to_server(guarded(self), server)
 
     async def Plugins(self, request: pb.PluginsRequest, context: grpc.aio.ServicerContext) -> pb.PluginsResponse:
         flt = filters.parse(list(request.filters))

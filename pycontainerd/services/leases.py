@@ -18,7 +18,7 @@ from ..api.services.leases.v1 import leases_pb2 as pb
 from ..api.services.leases.v1 import leases_pb2_grpc as pb_grpc
 from ..leases import Lease, Manager, Resource
 from ..metadata import DB
-from .rpc import namespace_of, offload, timestamp
+from .rpc import guarded, namespace_of, offload, timestamp
 
 __all__ = ["LeasesService", "random_lease_id"]
 
@@ -38,7 +38,7 @@ class LeasesService(pb_grpc.LeasesServicer):
         self._db = db
 
     def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_LeasesServicer_to_server(self, server)
+        pb_grpc.add_LeasesServicer_to_server(guarded(self), server)
 
     def _manager(self, context: grpc.aio.ServicerContext) -> Manager:
         return self._db.leases(namespace_of(context))

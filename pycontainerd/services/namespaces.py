@@ -15,7 +15,7 @@ from ..api.services.namespaces.v1 import namespace_pb2_grpc as pb_grpc
 from ..errors import InvalidArgument
 from ..metadata import DB
 from ..namespaces import Store
-from .rpc import field_paths, offload
+from .rpc import field_paths, guarded, offload
 
 __all__ = ["NamespacesService"]
 
@@ -48,7 +48,7 @@ class NamespacesService(pb_grpc.NamespacesServicer):
         self._db = db
 
     def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_NamespacesServicer_to_server(self, server)
+        pb_grpc.add_NamespacesServicer_to_server(guarded(self), server)
 
     async def Get(self, request: pb.GetNamespaceRequest, context: grpc.aio.ServicerContext) -> pb.GetNamespaceResponse:
         labels = await offload(self._db.namespaces().labels, request.name)

@@ -1,6 +1,6 @@
 """What every gRPC adapter shares: call metadata, error mapping, offloading, conversions.
 
-Errors are mapped in exactly one place, :class:`ErrorInterceptor`: a
+Errors are mapped in exactly one place, :func:`guarded`: a
 handler raises :class:`~pycontainerd.errors.ContainerdError` and the call
 ends with that error's gRPC code and message; anything else is a bug, so it
 is logged with its traceback and reported as UNKNOWN.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -27,10 +28,10 @@ from .. import namespaces as namespaces_api
 from ..errors import ContainerdError
 
 __all__ = [
-    "ErrorInterceptor",
     "GRPCService",
     "field_paths",
     "from_timestamp",
+    "guarded",
     "lease_of",
     "namespace_of",
     "offload",
@@ -70,10 +71,12 @@ def offload(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitab
 
 def timestamp(dt: datetime | None) -> Timestamp:
     """A protobuf Timestamp; None (unknown) becomes the zero time, as in Go."""
-    ts = Timestamp()
-    if dt is not None:
-        ts.FromDatetime(dt.astimezone(UTC) if dt.tzinfo else dt)
-    return ts
+    if dt is None:
+        return Timestamp()
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    # Cheaper than Timestamp.FromDatetime, which matters when listing thousands of records.
+    return Timestamp(seconds=math.floor(dt.timestamp()), nanos=dt.microsecond * 1000)
 
 
 def from_timestamp(ts: Timestamp) -> datetime | None:
@@ -127,36 +130,26 @@ def _wrap(method: str, fn: Callable[..., Any] | None) -> Callable[..., Any] | No
     return _wrap_unary(method, fn)
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Turns exceptions raised by any handler into the call's gRPC status."""
+class _Guarded:
+    """A servicer seen through :func:`guarded`: every RPC method maps its errors."""
 
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
+    def __init__(self, servicer: object) -> None:
+        self._servicer = servicer
+        self._prefix = type(servicer).__name__
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method: str = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            make, fn = grpc.unary_unary_rpc_method_handler, handler.unary_unary
-        elif handler.unary_stream is not None:
-            make, fn = grpc.unary_stream_rpc_method_handler, handler.unary_stream
-        elif handler.stream_unary is not None:
-            make, fn = grpc.stream_unary_rpc_method_handler, handler.stream_unary
-        else:
-            make, fn = grpc.stream_stream_rpc_method_handler, handler.stream_stream
-        wrapped = make(
-            _wrap(method, fn),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        self._cache[method] = wrapped
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._servicer, name)
+        if not name[:1].isupper() or not callable(fn):
+            return fn
+        wrapped = _wrap(f"{self._prefix}.{name}", fn)
+        setattr(self, name, wrapped)
         return wrapped
+
+
+def guarded(servicer: T) -> T:
+    """``servicer`` with every RPC method wrapped once, at registration, to map errors.
+
+    Wrapping at registration rather than in a server interceptor keeps the
+    per-call cost to one extra coroutine frame.
+    """
+    return _Guarded(servicer)  # type: ignore[return-value]

@@ -15,6 +15,7 @@ from google.protobuf.empty_pb2 import Empty
 from .. import __version__
 from ..api.services.version.v1 import version_pb2 as pb
 from ..api.services.version.v1 import version_pb2_grpc as pb_grpc
+from .rpc import guarded
 
 __all__ = ["VersionService", "revision"]
 
@@ -42,7 +43,7 @@ def revision() -> str:
 
 class VersionService(pb_grpc.VersionServicer):
     def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_VersionServicer_to_server(self, server)
+        pb_grpc.add_VersionServicer_to_server(guarded(self), server)
 
     async def Version(self, request: Empty, context: grpc.aio.ServicerContext) -> pb.VersionResponse:
         return pb.VersionResponse(version=__version__, revision=revision())
