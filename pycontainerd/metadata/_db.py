@@ -40,29 +40,57 @@ class DB:
         self.path = path
         self.backend = backend
         self.lock = threading.RLock()
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
         _schema.migrate(self._conn)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self.scheduler = Scheduler(self, gc_config or GCConfig())
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
+        """A connection for reading, without the writer's lock.
+
+        WAL lets readers run beside the writer and the collector, so each
+        thread reads on a connection of its own and sees committed state.
+        Inside a write on the same thread, the writer's connection is used so
+        the transaction sees its own changes.
+        """
+        if getattr(self._local, "writing", False):
             yield self._conn
+            return
+        conn = getattr(self._local, "reader", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.reader = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One transaction; rolled back on any exception."""
         with self.lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            outer = getattr(self._local, "writing", False)
+            self._local.writing = True
+            self._conn.execute("SAVEPOINT w" if outer else "BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK TO w" if outer else "ROLLBACK")
+                if outer:
+                    self._conn.execute("RELEASE w")
                 raise
-            self._conn.execute("COMMIT")
+            finally:
+                self._local.writing = outer
+            self._conn.execute("RELEASE w" if outer else "COMMIT")
 
     def namespaces(self) -> NamespaceStore:
         return NamespaceStore(self)
@@ -84,7 +112,10 @@ class DB:
 
     def close(self) -> None:
         self.scheduler.stop()
-        with self.lock:
+        with self.lock, self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
             self._conn.close()
 
 

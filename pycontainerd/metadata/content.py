@@ -104,7 +104,7 @@ class ContentStore:
             rows = conn.execute(f"{_INFO} WHERE namespace = ? ORDER BY digest", (self.namespace,)).fetchall()
         for row in rows:
             info = _info(row)
-            if flt.match(_adaptor(info)):
+            if not filters_ or flt.match(_adaptor(info)):
                 yield info
 
     def delete(self, digest: str) -> None:

@@ -35,14 +35,14 @@ def validate_image(image: Image) -> None:
     dump_labels(image.labels)
 
 
-def _row_to_image(row: sqlite3.Row | tuple[object, ...]) -> Image:
+def _row_to_image(row: tuple[str, str, str, int, str, str, int, int]) -> Image:
     name, media_type, digest, size, annotations, labels, created, updated = row
     return Image(
-        name=str(name),
-        target=Descriptor(str(media_type), str(digest), int(str(size)), load_labels(str(annotations))),
-        labels=load_labels(str(labels)),
-        created_at=to_datetime(int(str(created))),
-        updated_at=to_datetime(int(str(updated))),
+        name=name,
+        target=Descriptor(media_type, digest, size, load_labels(annotations)),
+        labels=load_labels(labels),
+        created_at=to_datetime(created),
+        updated_at=to_datetime(updated),
     )
 
 
@@ -84,8 +84,8 @@ class ImageStore:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM images WHERE namespace = ? ORDER BY name", (self.namespace,)
             ).fetchall()
-        images = (_row_to_image(r) for r in rows)
-        return [i for i in images if flt.match(_adaptor(i))]
+        images = [_row_to_image(r) for r in rows]
+        return [i for i in images if flt.match(_adaptor(i))] if filters_ else images
 
     def create(self, image: Image) -> Image:
         from ._db import ensure_namespace

@@ -8,6 +8,7 @@ in exactly one namespace; a gRPC call names its namespace in the
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -22,6 +23,7 @@ GRPC_HEADER_TTRPC = "containerd-namespace-ttrpc"
 _RESERVED = frozenset({"version"})
 
 
+@functools.lru_cache(maxsize=1024)
 def validate_namespace(name: str) -> str:
     """A namespace name usable for storage; raises InvalidArgument."""
     if name in _RESERVED:

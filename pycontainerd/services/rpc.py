@@ -6,7 +6,10 @@ ends with that error's gRPC code and message; anything else is a bug, so it
 is logged with its traceback and reported as UNKNOWN.
 
 Core stores block (SQLite, files, hashing), so handlers run them through
-:func:`offload`, which keeps the event loop free for every other call.
+:func:`offload`, which keeps the event loop free for every other call.  Point
+lookups (one indexed row, a read of a small blob) run on the loop itself:
+metadata reads never wait for the writer's lock, and a thread hop costs more
+than they do.
 """
 
 from __future__ import annotations
