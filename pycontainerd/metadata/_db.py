@@ -46,6 +46,7 @@ class DB:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._generations: dict[tuple[str, str], int] = {}
         self.scheduler = Scheduler(self, gc_config or GCConfig())
 
     def _connect(self) -> sqlite3.Connection:
@@ -91,6 +92,20 @@ class DB:
             finally:
                 self._local.writing = outer
             self._conn.execute("RELEASE w" if outer else "COMMIT")
+
+    def generation(self, kind: str, namespace: str) -> int:
+        """A counter that changes whenever records of ``kind`` in ``namespace`` change.
+
+        Lets readers keep derived results (a converted image list) until the
+        records under them change.  Stores bump it after their transaction
+        commits, so a result cached under a generation is never older than it.
+        """
+        return self._generations.get((kind, namespace), 0)
+
+    def bump(self, kind: str, namespace: str) -> None:
+        with self.lock:
+            key = (kind, namespace)
+            self._generations[key] = self._generations.get(key, 0) + 1
 
     def namespaces(self) -> NamespaceStore:
         return NamespaceStore(self)

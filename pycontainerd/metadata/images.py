@@ -99,6 +99,7 @@ class ImageStore:
             ).fetchone():
                 raise AlreadyExists(f"image {quote(image.name)}: already exists")
             self._put(conn, image, now, now)
+        self._db.bump("images", self.namespace)
         return self.get(image.name)
 
     def update(self, image: Image, fieldpaths: Sequence[str] = ()) -> Image:
@@ -115,6 +116,7 @@ class ImageStore:
             validate_image(updated)
             assert current.created_at is not None
             self._put(conn, updated, int(current.created_at.timestamp() * 1e9), now_ns(), replace=True)
+        self._db.bump("images", self.namespace)
         if _target_changed(current, updated):
             self._db.scheduler.schedule()
         return self.get(image.name)
@@ -124,6 +126,7 @@ class ImageStore:
             cur = conn.execute("DELETE FROM images WHERE namespace = ? AND name = ?", (self.namespace, name))
             if cur.rowcount == 0:
                 raise NotFound(f"image {quote(name)}: not found")
+        self._db.bump("images", self.namespace)
         self._db.scheduler.schedule()
 
     def _put(self, conn: sqlite3.Connection, image: Image, created: int, updated: int, replace: bool = False) -> None:

@@ -14,8 +14,8 @@ from ..api.services.images.v1 import images_pb2 as pb
 from ..api.services.images.v1 import images_pb2_grpc as pb_grpc
 from ..api.types import descriptor_pb2
 from ..errors import InvalidArgument
-from ..images import Descriptor, Image, Store
-from ..metadata import DB
+from ..images import Descriptor, Image
+from ..metadata import DB, ImageStore
 from .rpc import field_paths, from_timestamp, guarded, namespace_of, offload, timestamp
 
 __all__ = ["ImagesService", "image_from_pb", "image_to_pb"]
@@ -54,11 +54,14 @@ class ImagesService(pb_grpc.ImagesServicer):
 
     def __init__(self, db: DB) -> None:
         self._db = db
+        # The unfiltered list of each namespace, as last sent, with the generation it was made at:
+        # `ctr images ls` and Docker list every image often, and records change rarely.
+        self._lists: dict[str, tuple[int, pb.ListImagesResponse]] = {}
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ImagesServicer_to_server(guarded(self), server)
 
-    def _store(self, context: grpc.aio.ServicerContext) -> Store:
+    def _store(self, context: grpc.aio.ServicerContext) -> ImageStore:
         return self._db.images(namespace_of(context))
 
     async def Get(self, request: pb.GetImageRequest, context: grpc.aio.ServicerContext) -> pb.GetImageResponse:
@@ -67,8 +70,19 @@ class ImagesService(pb_grpc.ImagesServicer):
 
     async def List(self, request: pb.ListImagesRequest, context: grpc.aio.ServicerContext) -> pb.ListImagesResponse:
         store = self._store(context)
-        images = await offload(store.list, list(request.filters))
-        return pb.ListImagesResponse(images=[image_to_pb(i) for i in images])
+        filters = list(request.filters)
+        generation = self._db.generation("images", store.namespace)
+        cached = self._lists.get(store.namespace)
+        if not filters and cached is not None and cached[0] == generation:
+            return cached[1]
+
+        def convert() -> pb.ListImagesResponse:
+            return pb.ListImagesResponse(images=[image_to_pb(i) for i in store.list(filters)])
+
+        resp = await offload(convert)
+        if not filters:
+            self._lists[store.namespace] = (generation, resp)
+        return resp
 
     async def Create(self, request: pb.CreateImageRequest, context: grpc.aio.ServicerContext) -> pb.CreateImageResponse:
         if not request.image.name:

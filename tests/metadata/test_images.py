@@ -82,3 +82,19 @@ def test_list_filters(db: DB) -> None:
     assert names(["name~=^r/[ab],labels.env!=prod"]) == ["r/b:1"]
     with pytest.raises(errors.InvalidArgument):
         s.list(["name=="])
+
+
+def test_generation_changes_with_every_write(db: DB) -> None:
+    s = db.images("default")
+    seen = {db.generation("images", "default")}
+    s.create(img("g"))
+    seen.add(db.generation("images", "default"))
+    s.update(img("g", a="1"), ["labels"])
+    seen.add(db.generation("images", "default"))
+    s.delete("g")
+    seen.add(db.generation("images", "default"))
+    assert len(seen) == 4
+    assert db.generation("images", "other") == 0
+    with pytest.raises(errors.NotFound):
+        s.delete("g")
+    assert db.generation("images", "default") in seen

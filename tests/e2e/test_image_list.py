@@ -1,0 +1,29 @@
+"""Image listing stays exact while records change (the daemon keeps the last unfiltered list)."""
+
+from __future__ import annotations
+
+from pycontainerd.client import Client
+from pycontainerd.images import Descriptor, Image
+from tests.fixtures.daemon import PycontainerdDaemon
+
+MT = "application/vnd.oci.image.manifest.v1+json"
+D = "sha256:" + "ab" * 32
+
+
+def test_list_follows_every_change(pycontainerd_daemon: PycontainerdDaemon) -> None:
+    with Client(pycontainerd_daemon.address) as c:
+        assert c.images.list() == []
+        c.images.create(Image("a", Descriptor(MT, D, 1)))
+        assert [i.name for i in c.images.list()] == ["a"]
+        c.images.create(Image("b", Descriptor(MT, D, 1)))
+        assert [i.name for i in c.images.list()] == ["a", "b"]
+        c.images.update(Image("a", Descriptor(MT, D, 1), {"k": "v"}), ["labels"])
+        assert {i.name: dict(i.labels) for i in c.images.list()} == {"a": {"k": "v"}, "b": {}}
+        assert [i.name for i in c.images.list(["labels.k==v"])] == ["a"]
+        c.images.delete("a")
+        assert [i.name for i in c.images.list()] == ["b"]
+        other = c.with_namespace("other")
+        assert other.images.list() == []
+        other.images.create(Image("z", Descriptor(MT, D, 1)))
+        assert [i.name for i in other.images.list()] == ["z"]
+        assert [i.name for i in c.images.list()] == ["b"]
