@@ -96,6 +96,7 @@ class ContentStore:
                 "UPDATE content SET labels = ?, updated_ns = ? WHERE namespace = ? AND digest = ?",
                 (dump_labels(labels), now_ns(), self.namespace, info.digest),
             )
+        self._db.bump("content", self.namespace)
         return self.info(info.digest)
 
     def walk(self, filters_: Sequence[str] = ()) -> Iterator[Info]:
@@ -113,6 +114,7 @@ class ContentStore:
             cur = conn.execute("DELETE FROM content WHERE namespace = ? AND digest = ?", (self.namespace, digest))
             if cur.rowcount == 0:
                 raise NotFound(f"content digest {digest}: not found")
+        self._db.bump("content", self.namespace)
         self._db.scheduler.schedule()
 
     def reader_at(self, digest: str) -> ReaderAt:
@@ -145,6 +147,7 @@ class ContentStore:
                 add_to_lease(conn, self.namespace, self.lease, "ingests", ref)
                 w = self._db.backend.writer(backend_ref, total=total, expected=expected)
         if exists:
+            self._db.bump("content", self.namespace)
             raise AlreadyExists(f"content {expected}: already exists")
         return NamespacedWriter(self, ref, w)
 
@@ -232,6 +235,7 @@ class ContentStore:
                     (self.namespace, digest, self._db.backend.info(digest).size, now, now, stored_labels),
                 )
             add_to_lease(conn, self.namespace, self.lease, "content", digest)
+        self._db.bump("content", self.namespace)
         if already:
             raise AlreadyExists(f"content {digest}: already exists")
         return digest

@@ -151,6 +151,8 @@ def collect(db: DB) -> GCStats:
                     ingests_removed += 1
                 except ContainerdError as e:
                     log.warning("gc: could not remove ingest %s: %s", st.ref, e)
+    for ns in {ns for ns, _ in dead_content}:
+        db.bump("content", ns)
     stats = GCStats(
         content_removed=len(dead_content),
         blobs_removed=blobs_removed,

@@ -33,7 +33,7 @@ from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc as pb_grpc
 from ..content import Info, ReaderAt, Status, Store, Writer, validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, Unknown
-from ..metadata import DB
+from ..metadata import DB, ContentStore
 from .rpc import field_paths, from_timestamp, guarded, lease_of, namespace_of, offload, timestamp
 
 __all__ = ["READ_CHUNK", "ContentService"]
@@ -77,11 +77,13 @@ class ContentService(pb_grpc.ContentServicer):
 
     def __init__(self, db: DB) -> None:
         self._db = db
+        # Each namespace's unfiltered list as last sent, with the generation it was made at.
+        self._lists: dict[str, tuple[int, list[pb.ListContentResponse]]] = {}
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ContentServicer_to_server(guarded(self), server)
 
-    def _store(self, context: grpc.aio.ServicerContext) -> Store:
+    def _store(self, context: grpc.aio.ServicerContext) -> ContentStore:
         return self._db.content(namespace_of(context), lease_of(context))
 
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
@@ -106,9 +108,22 @@ class ContentService(pb_grpc.ContentServicer):
         self, request: pb.ListContentRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ListContentResponse]:
         store = self._store(context)
-        infos = await offload(lambda: list(store.walk(list(request.filters))))
-        for i in range(0, len(infos), LIST_BATCH):
-            yield pb.ListContentResponse(info=[info_to_pb(x) for x in infos[i : i + LIST_BATCH]])
+        filters = list(request.filters)
+        generation = self._db.generation("content", store.namespace)
+        cached = self._lists.get(store.namespace)
+        if filters or cached is None or cached[0] != generation:
+
+            def convert() -> list[pb.ListContentResponse]:
+                infos = [info_to_pb(x) for x in store.walk(filters)]
+                return [
+                    pb.ListContentResponse(info=infos[i : i + LIST_BATCH]) for i in range(0, len(infos), LIST_BATCH)
+                ]
+
+            cached = (generation, await offload(convert))
+            if not filters:
+                self._lists[store.namespace] = cached
+        for batch in cached[1]:
+            yield batch
 
     async def Delete(self, request: pb.DeleteContentRequest, context: grpc.aio.ServicerContext) -> Empty:
         digest = _digest_arg(request.digest)
