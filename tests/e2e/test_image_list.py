@@ -32,20 +32,21 @@ def test_list_follows_every_change(pycontainerd_daemon: PycontainerdDaemon) -> N
 def test_content_list_follows_every_change(pycontainerd_daemon: PycontainerdDaemon) -> None:
     from pycontainerd.content import Info, write_blob
 
-    with Client(pycontainerd_daemon.address) as c, c.lease(sync=True) as leased:
-        assert list(leased.content.walk()) == []
-        a = write_blob(leased.content, "a", b"a")
-        assert [i.digest for i in leased.content.walk()] == [a]
-        b = write_blob(leased.content, "b", b"b")
-        assert {i.digest for i in leased.content.walk()} == {a, b}
-        info = leased.content.info(a)
-        leased.content.update(Info(a, info.size, info.created_at, info.updated_at, {"k": "v"}), ["labels.k"])
-        assert {i.digest: dict(i.labels) for i in leased.content.walk()} == {a: {"k": "v"}, b: {}}
-        leased.content.delete(b)
-        assert [i.digest for i in leased.content.walk()] == [a]
-        # Shared into another namespace (leases belong to one namespace, so none here).
-        other = c.with_namespace("other")
-        assert write_blob(other.content, "x", b"a", expected=a) == a
-        assert [i.digest for i in other.content.walk()] == [a]
-    # The lease is gone and collected: the lists say so.
-    assert list(c.content.walk()) == []
+    with Client(pycontainerd_daemon.address) as c:
+        with c.lease(sync=True) as leased:
+            assert list(leased.content.walk()) == []
+            a = write_blob(leased.content, "a", b"a")
+            assert [i.digest for i in leased.content.walk()] == [a]
+            b = write_blob(leased.content, "b", b"b")
+            assert {i.digest for i in leased.content.walk()} == {a, b}
+            info = leased.content.info(a)
+            leased.content.update(Info(a, info.size, info.created_at, info.updated_at, {"k": "v"}), ["labels.k"])
+            assert {i.digest: dict(i.labels) for i in leased.content.walk()} == {a: {"k": "v"}, b: {}}
+            leased.content.delete(b)
+            assert [i.digest for i in leased.content.walk()] == [a]
+            # Shared into another namespace (leases belong to one namespace, so none here).
+            other = c.with_namespace("other")
+            assert write_blob(other.content, "x", b"a", expected=a) == a
+            assert [i.digest for i in other.content.walk()] == [a]
+        # The lease is gone and its content collected: the list says so.
+        assert list(c.content.walk()) == []
