@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,17 @@ def dial(address: str) -> grpc.Channel:
     )
 
 
+_CONNECT = re.compile(r"failed to connect to all addresses.*?addr: (?P<addr>\S+) error: (?P<why>[^)\n]+)", re.S)
+
+
+def _plain(details: str | None) -> str | None:
+    """grpc's account of a refused connection, cut to what a person needs."""
+    m = _CONNECT.search(details or "")
+    if m is None:
+        return details
+    return f"cannot connect to {m['addr']}: {m['why'].strip()} (is the daemon running?)"
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """Turn a gRPC failure into our error class: the single place this happens."""
@@ -61,7 +73,7 @@ def translated() -> Iterator[None]:
     except grpc.RpcError as e:
         code = e.code() if callable(getattr(e, "code", None)) else None
         details = e.details() if callable(getattr(e, "details", None)) else None
-        raise errors.from_grpc(code, details or str(code or "rpc failed")) from None
+        raise errors.from_grpc(code, _plain(details) or str(code or "rpc failed")) from None
     except ValueError as e:
         # grpc's own refusals, such as a call on a channel already closed.
         if isinstance(e, errors.ContainerdError):

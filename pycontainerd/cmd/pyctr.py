@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             rc = args.func(client, args)
         except Unavailable as e:
+            if "cannot connect" in e.message:  # already names the address
+                raise
             raise Unavailable(f"{args.address}: {e}") from None
     sys.stdout.flush()
     return int(rc or 0)
