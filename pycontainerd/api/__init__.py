@@ -1,1 +1,1 @@
-"""containerd's v1 wire contract: the .proto files here and their generated modules."""
+"""containerd's v1 wire contract: the .proto files here, their generated modules, and ``convert`` between them and core records."""

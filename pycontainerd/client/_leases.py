@@ -8,10 +8,11 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from ..api.convert import lease_from_pb
 from ..api.services.leases.v1 import leases_pb2 as pb
 from ..api.services.leases.v1 import leases_pb2_grpc
 from ..leases import LABEL_EXPIRE, Lease, Resource
-from ._rpc import Connection, from_timestamp
+from ._rpc import Connection
 
 __all__ = ["LeaseManager", "expire_label", "random_lease_id"]
 
@@ -27,10 +28,6 @@ def expire_label(after: timedelta, now: datetime | None = None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _lease(m: pb.Lease) -> Lease:
-    return Lease(id=m.id, created_at=from_timestamp(m.created_at), labels=dict(m.labels))
-
-
 class LeaseManager:
     """The leases of one namespace of a remote daemon."""
 
@@ -41,7 +38,7 @@ class LeaseManager:
     def create(self, id: str, labels: Mapping[str, str] | None = None) -> Lease:
         """Raises AlreadyExists, InvalidArgument."""
         resp = self._conn.unary(self._stub.Create, pb.CreateRequest(id=id, labels=dict(labels or {})))
-        return _lease(resp.lease)
+        return lease_from_pb(resp.lease)
 
     def create_expiring(self, expire: timedelta, labels: Mapping[str, str] | None = None, id: str = "") -> Lease:
         """A lease with a generated id (unless given) that the collector drops after ``expire``."""
@@ -53,7 +50,7 @@ class LeaseManager:
 
     def list(self, filters: Sequence[str] = ()) -> builtins.list[Lease]:
         resp = self._conn.unary(self._stub.List, pb.ListRequest(filters=list(filters)))
-        return [_lease(m) for m in resp.leases]
+        return [lease_from_pb(m) for m in resp.leases]
 
     def add_resource(self, id: str, resource: Resource) -> None:
         req = pb.AddResourceRequest(id=id, resource=pb.Resource(id=resource.id, type=resource.type))

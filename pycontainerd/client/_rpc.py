@@ -15,17 +15,15 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from .. import errors
 from ..leases import GRPC_HEADER as LEASE_HEADER
 from ..namespaces import GRPC_HEADER as NAMESPACE_HEADER
 
-__all__ = ["MAX_MESSAGE", "Connection", "dial", "from_timestamp", "target", "to_timestamp", "translated"]
+__all__ = ["MAX_MESSAGE", "Connection", "dial", "target", "translated"]
 
 Resp = TypeVar("Resp")
 Stub = TypeVar("Stub")
@@ -134,16 +132,3 @@ class Connection:
                 yield from call
             finally:
                 call.cancel()
-
-
-def to_timestamp(when: datetime | None) -> Timestamp | None:
-    if when is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(when if when.tzinfo else when.replace(tzinfo=UTC))
-    return ts
-
-
-def from_timestamp(ts: Timestamp) -> datetime:
-    """An aware UTC datetime; protobuf's zero time stays the epoch."""
-    return ts.ToDatetime(tzinfo=UTC)

@@ -19,9 +19,10 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from ..api.convert import info_from_pb, info_to_pb, status_from_pb, time_from_pb
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc
-from ..client._rpc import Connection, from_timestamp, to_timestamp, translated
+from ..client._rpc import Connection, translated
 from ..errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unknown
 from ._digest import validate_digest
 from ._types import Info, Status
@@ -30,27 +31,6 @@ __all__ = ["CHUNK", "ContentStore", "RemoteReaderAt", "RemoteWriter"]
 
 CHUNK = 1 << 20
 READ_WINDOW = 64 << 20
-
-
-def _info(m: pb.Info) -> Info:
-    return Info(
-        digest=m.digest,
-        size=m.size,
-        created_at=from_timestamp(m.created_at),
-        updated_at=from_timestamp(m.updated_at),
-        labels=dict(m.labels),
-    )
-
-
-def _status(m: pb.Status) -> Status:
-    return Status(
-        ref=m.ref,
-        offset=m.offset,
-        total=m.total,
-        expected=m.expected,
-        started_at=from_timestamp(m.started_at),
-        updated_at=from_timestamp(m.updated_at),
-    )
 
 
 class ContentStore:
@@ -70,22 +50,16 @@ class ContentStore:
 
     def info(self, digest: str) -> Info:
         resp = self._conn.unary(self._stub.Info, pb.InfoRequest(digest=digest))
-        return _info(resp.info)
+        return info_from_pb(resp.info)
 
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
-        msg = pb.Info(digest=info.digest, size=info.size, labels=dict(info.labels))
-        created, updated = to_timestamp(info.created_at), to_timestamp(info.updated_at)
-        if created is not None:
-            msg.created_at.CopyFrom(created)
-        if updated is not None:
-            msg.updated_at.CopyFrom(updated)
-        req = pb.UpdateRequest(info=msg, update_mask=FieldMask(paths=list(fieldpaths)))
-        return _info(self._conn.unary(self._stub.Update, req).info)
+        req = pb.UpdateRequest(info=info_to_pb(info), update_mask=FieldMask(paths=list(fieldpaths)))
+        return info_from_pb(self._conn.unary(self._stub.Update, req).info)
 
     def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
         for resp in self._conn.stream(self._stub.List, pb.ListContentRequest(filters=list(filters))):
             for m in resp.info:
-                yield _info(m)
+                yield info_from_pb(m)
 
     def delete(self, digest: str) -> None:
         self._conn.unary(self._stub.Delete, pb.DeleteContentRequest(digest=digest))
@@ -93,11 +67,11 @@ class ContentStore:
     # IngestManager
 
     def status(self, ref: str) -> Status:
-        return _status(self._conn.unary(self._stub.Status, pb.StatusRequest(ref=ref)).status)
+        return status_from_pb(self._conn.unary(self._stub.Status, pb.StatusRequest(ref=ref)).status)
 
     def list_statuses(self, filters: Sequence[str] = ()) -> list[Status]:
         resp = self._conn.unary(self._stub.ListStatuses, pb.ListStatusesRequest(filters=list(filters)))
-        return [_status(s) for s in resp.statuses]
+        return [status_from_pb(s) for s in resp.statuses]
 
     def abort(self, ref: str) -> None:
         self._conn.unary(self._stub.Abort, pb.AbortRequest(ref=ref))
@@ -271,8 +245,8 @@ class RemoteWriter:
             offset=resp.offset,
             total=resp.total,
             expected=self._expected,
-            started_at=from_timestamp(resp.started_at),
-            updated_at=from_timestamp(resp.updated_at),
+            started_at=time_from_pb(resp.started_at),
+            updated_at=time_from_pb(resp.updated_at),
         )
 
     def truncate(self, size: int) -> None:

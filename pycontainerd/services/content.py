@@ -24,45 +24,23 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
 
+from ..api.convert import info_to_pb, status_to_pb, time_from_pb, timestamp
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc as pb_grpc
-from ..content import Info, ReaderAt, Status, Store, Writer, validate_digest
+from ..content import Info, ReaderAt, Store, Writer, validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, Unknown
 from ..metadata import DB, ContentStore
-from .rpc import field_paths, from_timestamp, guarded, lease_of, namespace_of, offload, timestamp
+from .rpc import field_paths, guarded, lease_of, namespace_of, offload
 
 __all__ = ["READ_CHUNK", "ContentService"]
 
 READ_CHUNK = 1 << 20
 SMALL_READ = 64 << 10
 LIST_BATCH = 1000  # a few hundred KiB per message: far below the 16 MiB limit, few stream writes
-_EPOCH = datetime.fromtimestamp(0, UTC)
-
-
-def info_to_pb(info: Info) -> pb.Info:
-    return pb.Info(
-        digest=info.digest,
-        size=info.size,
-        created_at=timestamp(info.created_at),
-        updated_at=timestamp(info.updated_at),
-        labels=info.labels or None,
-    )
-
-
-def status_to_pb(st: Status) -> pb.Status:
-    return pb.Status(
-        ref=st.ref,
-        offset=st.offset,
-        total=st.total,
-        expected=st.expected,
-        started_at=timestamp(st.started_at),
-        updated_at=timestamp(st.updated_at),
-    )
 
 
 def _digest_arg(digest: str) -> str:
@@ -97,8 +75,8 @@ class ContentService(pb_grpc.ContentServicer):
         info = Info(
             digest=digest,
             size=request.info.size,
-            created_at=from_timestamp(request.info.created_at) or _EPOCH,
-            updated_at=from_timestamp(request.info.updated_at) or _EPOCH,
+            created_at=time_from_pb(request.info.created_at),
+            updated_at=time_from_pb(request.info.updated_at),
             labels=dict(request.info.labels),
         )
         updated = await offload(store.update, info, field_paths(request.update_mask))

@@ -10,43 +10,14 @@ from __future__ import annotations
 import grpc
 from google.protobuf.empty_pb2 import Empty
 
+from ..api.convert import image_from_pb, image_to_pb
 from ..api.services.images.v1 import images_pb2 as pb
 from ..api.services.images.v1 import images_pb2_grpc as pb_grpc
-from ..api.types import descriptor_pb2
 from ..errors import InvalidArgument
-from ..images import Descriptor, Image
 from ..metadata import DB, ImageStore
-from .rpc import field_paths, from_timestamp, guarded, namespace_of, offload, timestamp
+from .rpc import field_paths, guarded, namespace_of, offload
 
-__all__ = ["ImagesService", "image_from_pb", "image_to_pb"]
-
-
-def descriptor_to_pb(d: Descriptor) -> descriptor_pb2.Descriptor:
-    # Empty maps are left out: filling a map field costs more than the rest of the message.
-    return descriptor_pb2.Descriptor(
-        media_type=d.media_type, digest=d.digest, size=d.size, annotations=d.annotations or None
-    )
-
-
-def image_to_pb(image: Image) -> pb.Image:
-    return pb.Image(
-        name=image.name,
-        labels=image.labels or None,
-        target=descriptor_to_pb(image.target),
-        created_at=timestamp(image.created_at),
-        updated_at=timestamp(image.updated_at),
-    )
-
-
-def image_from_pb(image: pb.Image) -> Image:
-    t = image.target
-    return Image(
-        name=image.name,
-        target=Descriptor(media_type=t.media_type, digest=t.digest, size=t.size, annotations=dict(t.annotations)),
-        labels=dict(image.labels),
-        created_at=from_timestamp(image.created_at),
-        updated_at=from_timestamp(image.updated_at),
-    )
+__all__ = ["ImagesService"]
 
 
 class ImagesService(pb_grpc.ImagesServicer):

@@ -14,21 +14,18 @@ import time
 import grpc
 from google.protobuf.empty_pb2 import Empty
 
+from ..api.convert import lease_to_pb
 from ..api.services.leases.v1 import leases_pb2 as pb
 from ..api.services.leases.v1 import leases_pb2_grpc as pb_grpc
-from ..leases import Lease, Manager, Resource
+from ..leases import Manager, Resource
 from ..metadata import DB
-from .rpc import guarded, namespace_of, offload, timestamp
+from .rpc import guarded, namespace_of, offload
 
 __all__ = ["LeasesService", "random_lease_id"]
 
 
 def random_lease_id() -> str:
     return f"{time.time_ns() % 1_000_000_000}-{secrets.token_hex(3)}"
-
-
-def lease_to_pb(lease: Lease) -> pb.Lease:
-    return pb.Lease(id=lease.id, created_at=timestamp(lease.created_at), labels=dict(lease.labels))
 
 
 class LeasesService(pb_grpc.LeasesServicer):

@@ -17,14 +17,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from .. import leases as leases_api
 from .. import namespaces as namespaces_api
@@ -33,12 +30,10 @@ from ..errors import ContainerdError
 __all__ = [
     "GRPCService",
     "field_paths",
-    "from_timestamp",
     "guarded",
     "lease_of",
     "namespace_of",
     "offload",
-    "timestamp",
 ]
 
 log = logging.getLogger("pycontainerd.services")
@@ -70,22 +65,6 @@ def lease_of(context: grpc.aio.ServicerContext) -> str | None:
 def offload(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
     """Run blocking core work on the daemon's thread pool."""
     return asyncio.to_thread(fn, *args, **kwargs)
-
-
-def timestamp(dt: datetime | None) -> Timestamp:
-    """A protobuf Timestamp; None (unknown) becomes the zero time, as in Go."""
-    if dt is None:
-        return Timestamp()
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    # Cheaper than Timestamp.FromDatetime, which matters when listing thousands of records.
-    return Timestamp(seconds=math.floor(dt.timestamp()), nanos=dt.microsecond * 1000)
-
-
-def from_timestamp(ts: Timestamp) -> datetime | None:
-    if ts.seconds == 0 and ts.nanos == 0:
-        return None
-    return ts.ToDatetime(tzinfo=UTC)
 
 
 def field_paths(mask: FieldMask | None) -> list[str]:

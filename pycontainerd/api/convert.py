@@ -1,0 +1,135 @@
+"""Records to wire messages and back: the one place both the daemon's services
+and the client's proxies convert between core records and protobuf.
+
+Times: an unknown time is an unset field on the wire; a zero or unset
+timestamp read back is the epoch where the record needs a time, None where
+it may have none.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import overload
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ..content import Info, Status
+from ..images import Descriptor, Image
+from ..leases import Lease
+from .services.content.v1 import content_pb2
+from .services.images.v1 import images_pb2
+from .services.leases.v1 import leases_pb2
+from .types import descriptor_pb2
+
+__all__ = [
+    "EPOCH",
+    "descriptor_from_pb",
+    "descriptor_to_pb",
+    "image_from_pb",
+    "image_to_pb",
+    "info_from_pb",
+    "info_to_pb",
+    "lease_from_pb",
+    "lease_to_pb",
+    "status_from_pb",
+    "status_to_pb",
+    "time_from_pb",
+    "time_or_none",
+    "timestamp",
+]
+
+EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+@overload
+def timestamp(dt: datetime) -> Timestamp: ...
+@overload
+def timestamp(dt: None) -> None: ...
+@overload
+def timestamp(dt: datetime | None) -> Timestamp | None: ...
+def timestamp(dt: datetime | None) -> Timestamp | None:
+    """A protobuf Timestamp (None stays unset); cheaper than Timestamp.FromDatetime, which matters in lists."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return Timestamp(seconds=math.floor(dt.timestamp()), nanos=dt.microsecond * 1000)
+
+
+def time_or_none(ts: Timestamp) -> datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def time_from_pb(ts: Timestamp) -> datetime:
+    return time_or_none(ts) or EPOCH
+
+
+def info_to_pb(info: Info) -> content_pb2.Info:
+    # Empty maps are left out: filling a map field costs more than the rest of the message.
+    return content_pb2.Info(
+        digest=info.digest,
+        size=info.size,
+        created_at=timestamp(info.created_at),
+        updated_at=timestamp(info.updated_at),
+        labels=info.labels or None,
+    )
+
+
+def info_from_pb(m: content_pb2.Info) -> Info:
+    return Info(m.digest, m.size, time_from_pb(m.created_at), time_from_pb(m.updated_at), dict(m.labels))
+
+
+def status_to_pb(st: Status) -> content_pb2.Status:
+    return content_pb2.Status(
+        ref=st.ref,
+        offset=st.offset,
+        total=st.total,
+        expected=st.expected,
+        started_at=timestamp(st.started_at),
+        updated_at=timestamp(st.updated_at),
+    )
+
+
+def status_from_pb(m: content_pb2.Status) -> Status:
+    return Status(m.ref, m.offset, m.total, m.expected, time_from_pb(m.started_at), time_from_pb(m.updated_at))
+
+
+def descriptor_to_pb(d: Descriptor) -> descriptor_pb2.Descriptor:
+    return descriptor_pb2.Descriptor(
+        media_type=d.media_type, digest=d.digest, size=d.size, annotations=d.annotations or None
+    )
+
+
+def descriptor_from_pb(m: descriptor_pb2.Descriptor) -> Descriptor:
+    return Descriptor(m.media_type, m.digest, m.size, dict(m.annotations))
+
+
+def image_to_pb(image: Image) -> images_pb2.Image:
+    return images_pb2.Image(
+        name=image.name,
+        labels=image.labels or None,
+        target=descriptor_to_pb(image.target),
+        created_at=timestamp(image.created_at),
+        updated_at=timestamp(image.updated_at),
+    )
+
+
+def image_from_pb(m: images_pb2.Image) -> Image:
+    return Image(
+        name=m.name,
+        target=descriptor_from_pb(m.target),
+        labels=dict(m.labels),
+        created_at=time_or_none(m.created_at),
+        updated_at=time_or_none(m.updated_at),
+    )
+
+
+def lease_to_pb(lease: Lease) -> leases_pb2.Lease:
+    return leases_pb2.Lease(id=lease.id, created_at=timestamp(lease.created_at), labels=lease.labels or None)
+
+
+def lease_from_pb(m: leases_pb2.Lease) -> Lease:
+    return Lease(id=m.id, created_at=time_from_pb(m.created_at), labels=dict(m.labels))
