@@ -23,10 +23,7 @@ from pycontainerd.client import Client
 from pycontainerd.errors import ContainerdError
 from tests.fixtures.containerd import run_containerd
 
-HAVE_PYCONTAINERD = (Path(__file__).parent.parent / "fixtures" / "daemon.py").exists()
-DAEMONS = [pytest.param("containerd", marks=pytest.mark.containerd)]
-if HAVE_PYCONTAINERD:
-    DAEMONS.append(pytest.param("pycontainerd"))
+DAEMONS = [pytest.param("containerd", marks=pytest.mark.containerd), pytest.param("pycontainerd")]
 
 _namespaces = itertools.count()
 

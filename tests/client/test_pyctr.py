@@ -27,7 +27,6 @@ from pycontainerd.client import Client
 from tests.fixtures.containerd import Containerd
 
 MiB = 1 << 20
-HAVE_PYCONTAINERD = (Path(__file__).parent.parent / "fixtures" / "daemon.py").exists()
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
 
@@ -369,7 +368,6 @@ def test_environment_and_help(address: str) -> None:
     assert "content" in ok(proc)
 
 
-@pytest.mark.skipif(not HAVE_PYCONTAINERD, reason="pycontainerd's daemon fixture is not there yet")
 def test_smoke_against_pycontainerd(request: pytest.FixtureRequest) -> None:
     run = runner(str(request.getfixturevalue("pycontainerd_daemon").address))
     assert "Server:" in ok(run("version"))
