@@ -82,7 +82,7 @@ class Daemon:
 
 
 def containerd_config(base: Path) -> str:
-    """A containerd 1.6 config keeping everything under ``base``."""
+    """A containerd 1.6 config keeping everything under ``base``; the test fixtures start theirs with it too."""
     disabled = ", ".join(f'"{p}"' for p in DISABLED_PLUGINS)
     return f"""\
 version = 2
