@@ -34,7 +34,7 @@ from ..api.services.content.v1 import content_pb2_grpc as pb_grpc
 from ..content import Info, ReaderAt, Store, Writer, validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, Unknown
 from ..metadata import DB, ContentStore
-from .rpc import field_paths, guarded, lease_of, namespace_of, offload
+from .rpc import field_paths, guarded, namespace_and_lease, offload
 
 __all__ = ["READ_CHUNK", "ContentService"]
 
@@ -62,7 +62,7 @@ class ContentService(pb_grpc.ContentServicer):
         pb_grpc.add_ContentServicer_to_server(guarded(self), server)
 
     def _store(self, context: grpc.aio.ServicerContext) -> ContentStore:
-        return self._db.content(namespace_of(context), lease_of(context))
+        return self._db.content(*namespace_and_lease(context))
 
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
         digest = _digest_arg(request.digest)

@@ -31,7 +31,7 @@ __all__ = [
     "GRPCService",
     "field_paths",
     "guarded",
-    "lease_of",
+    "namespace_and_lease",
     "namespace_of",
     "offload",
 ]
@@ -53,13 +53,15 @@ def namespace_of(context: grpc.aio.ServicerContext) -> str:
     return namespaces_api.from_metadata(context.invocation_metadata())
 
 
-def lease_of(context: grpc.aio.ServicerContext) -> str | None:
-    """The lease a call works under, if it names one."""
-    for key, value in context.invocation_metadata() or ():
+def namespace_and_lease(context: grpc.aio.ServicerContext) -> tuple[str, str | None]:
+    """The call's namespace and the lease it works under, from one read of its metadata."""
+    metadata = context.invocation_metadata() or ()
+    lease: str | None = None
+    for key, value in metadata:
         if key == leases_api.GRPC_HEADER:
-            lease = value.decode() if isinstance(value, bytes) else value
-            return str(lease) or None
-    return None
+            lease = (value.decode() if isinstance(value, bytes) else str(value)) or None
+            break
+    return namespaces_api.from_metadata(metadata), lease
 
 
 def offload(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
