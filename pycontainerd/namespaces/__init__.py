@@ -15,7 +15,7 @@ from typing import Protocol
 from ..errors import FailedPrecondition, InvalidArgument, quote
 from ..identifiers import validate
 
-__all__ = ["DEFAULT", "GRPC_HEADER", "GRPC_HEADER_TTRPC", "Store", "validate_namespace"]
+__all__ = ["DEFAULT", "GRPC_HEADER", "GRPC_HEADER_TTRPC", "Store", "from_metadata", "validate_namespace"]
 
 DEFAULT = "default"
 GRPC_HEADER = "containerd-namespace"
