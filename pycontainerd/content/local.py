@@ -167,14 +167,15 @@ class LocalStore:
     # -- Provider and Manager -------------------------------------------------
 
     def info(self, digest: str) -> Info:
-        path = blob_path(self._blobs, digest)
+        return self._info(digest, self._stat(digest))
+
+    def _stat(self, digest: str) -> os.stat_result:
         try:
-            st = os.stat(path)
+            return os.stat(blob_path(self._blobs, digest))
         except FileNotFoundError:
             raise NotFound(f"content {digest}: not found") from None
         except OSError as exc:
             raise from_oserror(exc, f"content {digest}") from exc
-        return self._info(digest, st)
 
     def _info(self, digest: str, st: os.stat_result, labels: Mapping[str, str] | None = None) -> Info:
         if labels is None:
@@ -204,14 +205,8 @@ class LocalStore:
         """Labels only, as containerd: they are the one mutable part of a blob."""
         if self._labels is None:
             raise FailedPrecondition("update not supported on immutable content store")
-        path = blob_path(self._blobs, info.digest)
         new = validate_labels(info.labels)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            raise NotFound(f"content {info.digest}: not found") from None
-        except OSError as exc:
-            raise from_oserror(exc, f"content {info.digest}") from exc
+        st = self._stat(info.digest)
         if not fieldpaths:
             labels = new
         else:
@@ -230,7 +225,7 @@ class LocalStore:
         self._labels.set(info.digest, labels)
         now = time.time_ns()
         with contextlib.suppress(OSError):
-            os.utime(path, ns=(now, st.st_mtime_ns))
+            os.utime(blob_path(self._blobs, info.digest), ns=(now, st.st_mtime_ns))
         return Info(
             digest=info.digest,
             size=st.st_size,
