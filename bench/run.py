@@ -10,6 +10,9 @@ benchmarks, each with the target set for pycontainerd:
 * listing 1,000 records: wall time of ``ctr images ls`` and ``ctr content
   ls``, and latency of the raw Images.List / Content.List RPCs, medians;
   pycontainerd ≤ 2x containerd;
+* fetch: ``content fetch`` of a large multi-layer image from a registry on
+  127.0.0.1 (``ctr`` against containerd, ``pyctr`` against pycontainerd),
+  median of ``--runs``; pycontainerd ≤ 0.8x containerd's time;
 * memory: RSS and PSS of each daemon's process tree 5 s after start, and
   again after the listing work; pycontainerd ≤ 1.5x containerd.  Anonymous
   memory (heap) is shown beside them, without a target: unlike PSS it does
@@ -236,13 +239,69 @@ def bench_ingest(b: Bench, blob: workloads.Blob) -> None:
         b.extra.setdefault(name, {})["memory_end"] = taken.as_json()
 
 
+PYCTR = daemons.REPO / ".venv" / "bin" / "pyctr"
+
+
+def fetch_once(b: Bench, name: str, ref: str) -> float:
+    """Fetch ``ref`` whole into an empty store and return the seconds taken, then empty the store again.
+
+    containerd's ``ctr content fetch`` fetches in the client and writes
+    through the Content API, as containerd 1.x clients do; pyctr asks
+    pycontainerd to fetch in the daemon, so layer bytes never cross the socket.
+    """
+    address = b.running[name].address
+    if name == CONTAINERD_NAME:
+        seconds, _ = workloads.ctr(address, "content", "fetch", "--plain-http", ref)
+    else:
+        argv = [str(PYCTR), "-a", address, "-n", workloads.NAMESPACE, "content", "fetch", "-q", "--plain-http", ref]
+        started = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, timeout=900, check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise workloads.BenchmarkError(
+                f"pyctr content fetch exited {done.returncode}: {done.stderr.decode()[-500:]}"
+            )
+    workloads.ctr(address, "images", "rm", "--sync", ref)
+    return seconds
+
+
+def bench_fetch(b: Bench, data: Path) -> None:
+    from bench import registry
+
+    layers, mib = b.args.fetch_layers, b.args.fetch_mib
+    runs = b.args.runs
+    fetch = b.metric(
+        "fetch",
+        f"content fetch of a {mib:,} MiB, {layers}-layer image from a local registry (median of {runs})",
+        "s",
+        summary="median",
+        target=0.8,
+        decimals=2,
+    )
+    try:
+        stack = contextlib.ExitStack()
+        host = stack.enter_context(registry.registry())
+    except (OSError, RuntimeError) as exc:
+        for name in b.healthy(fetch):
+            fetch.fail(name, f"no registry: {exc}")
+        return
+    with stack:
+        log(f"pushing a {mib:,} MiB image to the registry at {host}")
+        ref = registry.push_big_image(host, data / "fetch", layers, mib * MIB // layers)
+        b.repeat(fetch, runs, lambda name: fetch_once(b, name, ref))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", choices=NAMES, help="run one daemon only (the other's column says n/a)")
     parser.add_argument(
         "--ingest-mib", type=int, default=1024, help="size of the ingested file in MiB; 0 skips ingest (default 1024)"
     )
-    parser.add_argument("--runs", type=int, default=3, help="ingest runs per daemon, best counts (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="ingest and fetch runs per daemon (default 3)")
+    parser.add_argument(
+        "--fetch-mib", type=int, default=1024, help="size of the fetched image in MiB; 0 skips fetch (default 1024)"
+    )
+    parser.add_argument("--fetch-layers", type=int, default=4, help="layers of the fetched image (default 4)")
     parser.add_argument(
         "--records",
         type=int,
@@ -258,6 +317,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, default=DEFAULT_OUT, help=f"where latest.json and latest.md go (default {DEFAULT_OUT})"
     )
     args = parser.parse_args(argv)
+    if args.fetch_mib < 0 or args.fetch_layers < 1:
+        parser.error("--fetch-mib must be >= 0 and --fetch-layers >= 1")
     if args.ingest_mib < 0 or args.runs < 1 or args.records < 1 or args.list_runs < 1 or args.rpc_runs < 1:
         parser.error("sizes must be >= 0 and counts >= 1")
     return args
@@ -308,6 +369,8 @@ def run(args: argparse.Namespace) -> int:
             bench_list(b)
             if blob is not None:
                 bench_ingest(b, blob)
+            if args.fetch_mib:
+                bench_fetch(b, data)
             statuses = daemon_status(names, running, unavailable, b)
     metrics = list(b.metrics.values())
     absent = [

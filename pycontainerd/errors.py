@@ -22,7 +22,9 @@ __all__ = [
     "NotFound",
     "NotImplementedYet",
     "OutOfRange",
+    "PermissionDenied",
     "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
     "Unknown",
     "from_grpc",
@@ -100,6 +102,20 @@ class DeadlineExceeded(ContainerdError):
     http_status = 504
 
 
+class Unauthenticated(ContainerdError):
+    """Credentials were missing or refused (by a registry, say)."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+
+
+class PermissionDenied(ContainerdError):
+    """Credentials were accepted but do not allow the operation."""
+
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+
+
 _BY_CODE: dict[grpc.StatusCode, type[ContainerdError]] = {
     cls.grpc_code: cls
     for cls in (
@@ -113,6 +129,8 @@ _BY_CODE: dict[grpc.StatusCode, type[ContainerdError]] = {
         ResourceExhausted,
         Canceled,
         DeadlineExceeded,
+        Unauthenticated,
+        PermissionDenied,
     )
 }
 

@@ -23,6 +23,7 @@ from ._common import (
     print_table,
     subcommand,
 )
+from ._distribution import add_content_commands
 
 CHUNK = 1 << 20
 
@@ -156,6 +157,7 @@ def _active(client: Client, args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     content = group(sub, "content", "manage content")
+    add_content_commands(content)
     p = subcommand(content, "ls", _ls, "list blobs", aliases=["list"])
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digests")
     p.add_argument("filters", nargs="*", metavar="FILTER", help="e.g. labels.key==value or digest==sha256:...")

@@ -13,16 +13,19 @@ from ._images import ImageStore
 from ._leases import LeaseManager, expire_label, random_lease_id
 from ._namespaces import NamespaceStore
 from ._rpc import Connection, translated
+from ._transfer import Credentials, RegistryOptions
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "Client",
     "Connection",
+    "Credentials",
     "ImageStore",
     "InitError",
     "LeaseManager",
     "NamespaceStore",
     "PluginInfo",
+    "RegistryOptions",
     "expire_label",
     "random_lease_id",
     "translated",

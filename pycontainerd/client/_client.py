@@ -18,11 +18,16 @@ from ..api.services.introspection.v1 import introspection_pb2_grpc
 from ..api.services.version.v1 import version_pb2_grpc
 from ..content import proxy as content_proxy
 from ..errors import NotFound
+from ..images import Image
 from ..namespaces import DEFAULT
+from ..platforms import Platform
+from ..transfer import ProgressFunc
+from . import _transfer
 from ._images import ImageStore
 from ._leases import LeaseManager
 from ._namespaces import NamespaceStore
 from ._rpc import Connection, dial
+from ._transfer import RegistryOptions
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "InitError", "PluginInfo"]
 
@@ -190,6 +195,50 @@ class Client:
         stub = self._conn.stub(introspection_pb2_grpc.IntrospectionStub)
         resp = self._conn.unary(stub.Plugins, introspection_pb.PluginsRequest(filters=list(filters)))
         return [_plugin(p) for p in resp.plugins]
+
+    # Distribution
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platforms: Sequence[Platform] = (),
+        all_platforms: bool = False,
+        all_metadata: bool = False,
+        registry: RegistryOptions | None = None,
+        labels: Mapping[str, str] | None = None,
+        progress: ProgressFunc | None = None,
+        local: bool = False,
+    ) -> Image:
+        """Fetch ``ref`` from its registry (no unpacking) and record it under its normalised name.
+
+        The daemon does the work when it can (``local`` makes the client do
+        it, over the Content API); ``progress`` receives the events.
+        """
+        return _transfer.pull(
+            self,
+            ref,
+            platform_list=platforms,
+            all_platforms=all_platforms,
+            all_metadata=all_metadata,
+            registry=registry,
+            labels=dict(labels or {}),
+            progress=progress,
+            local=local,
+        )
+
+    def push(
+        self,
+        ref: str,
+        image: str = "",
+        *,
+        platforms: Sequence[Platform] = (),
+        registry: RegistryOptions | None = None,
+        progress: ProgressFunc | None = None,
+        local: bool = False,
+    ) -> None:
+        """Push the image record ``image`` (default: ``ref``) and all it references to ``ref``."""
+        _transfer.push(self, ref, image, platform_list=platforms, registry=registry, progress=progress, local=local)
 
     # Lifetime
 

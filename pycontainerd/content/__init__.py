@@ -29,9 +29,10 @@ from ._types import (
     Store,
     Writer,
 )
-from .helpers import copy_into, read_blob, write_blob
+from .helpers import BlobFile, copy_into, open_blob, read_blob, write_blob
 
 __all__ = [
+    "BlobFile",
     "Digester",
     "Info",
     "IngestManager",
@@ -43,6 +44,7 @@ __all__ = [
     "Store",
     "Writer",
     "copy_into",
+    "open_blob",
     "read_blob",
     "validate_digest",
     "write_blob",

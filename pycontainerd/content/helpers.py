@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import BinaryIO
 
 from ..errors import AlreadyExists, Unavailable
-from ._types import Ingester, Provider, Writer
+from ._types import Ingester, Provider, ReaderAt, Writer
 
 CHUNK = 1 << 20
 
@@ -75,3 +77,40 @@ def read_blob(store: Provider, digest: str) -> bytes:
         return b"".join(parts)
     finally:
         r.close()
+
+
+class BlobFile(io.RawIOBase):
+    """A committed blob as a read-only file, for code that wants one (tar writers, HTTP uploads).
+
+    ``on_read`` hears the offset after every read, to report progress.
+    """
+
+    def __init__(self, reader: ReaderAt, on_read: Callable[[int], None] | None = None) -> None:
+        self._r = reader
+        self._off = 0
+        self._on_read = on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(b).cast("B")
+        n = min(len(view), self._r.size - self._off)
+        if n <= 0:
+            return 0
+        data = self._r.read_at(self._off, n)
+        view[: len(data)] = data
+        self._off += len(data)
+        if self._on_read is not None:
+            self._on_read(self._off)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._r.close()
+        super().close()
+
+
+def open_blob(store: Provider, digest: str, on_read: Callable[[int], None] | None = None) -> BinaryIO:
+    """A buffered file over a committed blob; raises NotFound."""
+    return io.BufferedReader(BlobFile(store.reader_at(digest), on_read), CHUNK)

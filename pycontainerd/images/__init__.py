@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from ..platforms import Platform
+
 __all__ = ["Descriptor", "Image", "Store"]
 
 
@@ -23,6 +25,8 @@ class Descriptor:
     digest: str
     size: int
     annotations: Mapping[str, str] = field(default_factory=dict)
+    platform: Platform | None = None  # in an index: whom the manifest is for
+    urls: tuple[str, ...] = ()  # where a foreign layer may be fetched from
 
 
 @dataclass(frozen=True)

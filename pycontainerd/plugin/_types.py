@@ -17,3 +17,5 @@ class PluginType(StrEnum):
     DIFF = "io.containerd.differ.v1"
     RUNTIME = "io.containerd.runtime.v2"
     INTERNAL = "io.containerd.internal.v1"
+    STREAMING = "io.containerd.streaming.v1"
+    TRANSFER = "io.containerd.transfer.v1"

@@ -25,7 +25,10 @@ from ..services.images import ImagesService
 from ..services.introspection import IntrospectionService
 from ..services.leases import LeasesService
 from ..services.namespaces import NamespacesService
+from ..services.streaming import StreamingService
+from ..services.transfer import TransferService
 from ..services.version import VersionService
+from ..streaming import Manager as StreamManager
 from .config import Duration
 
 __all__ = ["BUILTINS", "Builtin", "GCSchedulerConfig", "MetadataConfig", "registry"]
@@ -131,6 +134,19 @@ def _init_namespaces_service(ic: InitContext) -> object:
     return NamespacesService(ic.get(PluginType.METADATA, DB))
 
 
+def _init_streaming_manager(ic: InitContext) -> StreamManager:
+    return StreamManager()
+
+
+def _init_streaming_service(ic: InitContext) -> object:
+    return StreamingService(ic.get(PluginType.STREAMING, StreamManager))
+
+
+def _init_transfer_service(ic: InitContext) -> object:
+    ic.get(PluginType.GC, Scheduler)  # a pull's temporary lease is collected once it ends
+    return TransferService(ic.get(PluginType.METADATA, DB), ic.get(PluginType.STREAMING, StreamManager))
+
+
 def _init_introspection_service(ic: InitContext) -> object:
     return IntrospectionService(ic.plugins, ic.root)
 
@@ -157,6 +173,9 @@ BUILTINS: tuple[Builtin, ...] = (
     _grpc("images", _META_GC, _init_images_service),
     _grpc("leases", _META_GC, _init_leases_service),
     _grpc("namespaces", _META, _init_namespaces_service),
+    Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
+    _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
+    _grpc("transfer", (*_META_GC, PluginType.STREAMING), _init_transfer_service),
     _grpc("version", (), _init_version_service),
     _grpc("healthcheck", (), _init_health_service),
     _grpc("introspection", ("*",), _init_introspection_service),

@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from ..plugin import InitContext, Plugin, PluginSet, Registration, ordered
+from ..plugin import InitContext, Plugin, PluginSet, PluginType, Registration, ordered
 from .builtins import BUILTINS, Builtin
 from .config import Config, ConfigError, decode_plugin_config
 
@@ -185,7 +185,7 @@ class Server:
         )
         for plugin in self.plugins:
             register = getattr(plugin.instance, "register", None)
-            if plugin.ok and callable(register):
+            if plugin.ok and plugin.registration.type == PluginType.GRPC and callable(register):
                 register(server)
         self._prepare_socket()
         old = os.umask(0o117)  # the socket appears as 0660, never wider

@@ -1,0 +1,249 @@
+"""Pull and push from a client: in the daemon when it has a Transfer service, here otherwise.
+
+A daemon with containerd's Transfer service (pycontainerd, containerd 1.7+)
+does the work itself, so layer bytes never cross the socket; the client
+opens two streams on the Streaming service beforehand, one on which the
+daemon reports progress and one on which it asks for credentials, which
+therefore stay in the client.  Against a daemon without it (containerd 1.6)
+the same transfer code runs here, over the Content and Images APIs and under
+a lease, as containerd 1.x's own clients do.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+
+from .. import platforms
+from ..api import typeurl
+from ..api.convert import descriptor_from_pb
+from ..api.services.introspection.v1 import introspection_pb2, introspection_pb2_grpc
+from ..api.services.streaming.v1 import streaming_pb2, streaming_pb2_grpc
+from ..api.services.transfer.v1 import transfer_pb2, transfer_pb2_grpc
+from ..api.types import platform_pb2
+from ..api.types.transfer import imagestore_pb2, progress_pb2, registry_pb2
+from ..errors import InvalidArgument
+from ..images import Image
+from ..reference import parse_normalized
+from ..remotes.docker import DockerResolver, HostOptions
+from ..transfer import FetchOptions, Progress, ProgressFunc, PushOptions
+from ..transfer import pull as local_pull
+from ..transfer import push as local_push
+from ._rpc import Connection, translated
+
+__all__ = ["Credentials", "RegistryOptions", "has_transfer", "pull", "push"]
+
+Credentials = Callable[[str], tuple[str, str] | None]
+_END = object()
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach a registry: the client's side of containerd's RegistryResolver."""
+
+    plain_http: bool = False
+    credentials: Credentials | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def resolver(self) -> DockerResolver:
+        return DockerResolver(HostOptions(plain_http=self.plain_http, headers=dict(self.headers)), self.credentials)
+
+
+class _Stream:
+    """A named stream on the daemon's Streaming service."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.id = uuid.uuid4().hex
+        self._out: queue.Queue[object] = queue.Queue()
+        stub = conn.stub(streaming_pb2_grpc.StreamingStub)
+        self._out.put(typeurl.pack(streaming_pb2.StreamInit(id=self.id)))
+        with translated():
+            self._call = stub.Stream(iter(self._out.get, _END), metadata=conn.metadata)
+            next(self._call)  # registered: the daemon's acknowledgement
+
+    def send(self, message: any_pb2.Any) -> None:
+        self._out.put(message)
+
+    def __iter__(self) -> Iterator[any_pb2.Any]:
+        try:
+            yield from self._call
+        except grpc.RpcError:
+            return  # cancelled by close(), or the daemon went away: the transfer call reports that
+
+    def close(self) -> None:
+        self._out.put(_END)
+        self._call.cancel()
+
+
+def _platform_pb(p: platforms.Platform) -> platform_pb2.Platform:
+    return platform_pb2.Platform(os=p.os, architecture=p.architecture, variant=p.variant)
+
+
+def _progress_from_pb(m: progress_pb2.Progress) -> Progress:
+    return Progress(
+        event=m.event,
+        name=m.name,
+        parents=tuple(m.parents),
+        progress=m.progress,
+        total=m.total,
+        desc=descriptor_from_pb(m.desc) if m.HasField("desc") else None,
+    )
+
+
+def _watch(stream: _Stream, progress: ProgressFunc) -> threading.Thread:
+    def run() -> None:
+        for a in stream:
+            if typeurl.is_type(a, progress_pb2.Progress):
+                progress(_progress_from_pb(typeurl.unpack(a, progress_pb2.Progress)))
+
+    t = threading.Thread(target=run, name="transfer-progress", daemon=True)
+    t.start()
+    return t
+
+
+def _answer(stream: _Stream, credentials: Credentials) -> threading.Thread:
+    def run() -> None:
+        for a in stream:
+            if not typeurl.is_type(a, registry_pb2.AuthRequest):
+                continue
+            req = typeurl.unpack(a, registry_pb2.AuthRequest)
+            try:
+                found = credentials(req.host)
+            except Exception:  # a failing credential helper means "no credentials", as in containerd
+                found = None
+            if found is None:
+                resp = registry_pb2.AuthResponse(authType=registry_pb2.NONE)
+            else:
+                resp = registry_pb2.AuthResponse(authType=registry_pb2.CREDENTIALS, username=found[0], secret=found[1])
+            stream.send(typeurl.pack(resp))
+
+    t = threading.Thread(target=run, name="transfer-auth", daemon=True)
+    t.start()
+    return t
+
+
+def has_transfer(conn: Connection) -> bool:
+    """Whether the daemon serves containerd's Transfer service (containerd 1.6 does not)."""
+    stub = conn.stub(introspection_pb2_grpc.IntrospectionStub)
+    req = introspection_pb2.PluginsRequest(filters=["type==io.containerd.grpc.v1,id==transfer"])
+    resp = conn.unary(stub.Plugins, req)
+    return any(not p.HasField("init_err") for p in resp.plugins)
+
+
+def _transfer(
+    conn: Connection,
+    source: Any,
+    destination: Any,
+    *,
+    registry: RegistryOptions,
+    resolver_msg: registry_pb2.RegistryResolver,
+    progress: ProgressFunc | None,
+) -> None:
+    streams: list[_Stream] = []
+    threads: list[threading.Thread] = []
+    try:
+        req = transfer_pb2.TransferRequest()
+        if progress is not None:
+            s = _Stream(conn)
+            streams.append(s)
+            threads.append(_watch(s, progress))
+            req.options.progress_stream = s.id
+        if registry.credentials is not None:
+            s = _Stream(conn)
+            streams.append(s)
+            threads.append(_answer(s, registry.credentials))
+            resolver_msg.auth_stream = s.id
+        req.source.CopyFrom(typeurl.pack(source))
+        req.destination.CopyFrom(typeurl.pack(destination))
+        stub = conn.stub(transfer_pb2_grpc.TransferStub)
+        with translated():
+            stub.Transfer(req, metadata=conn.metadata)  # no deadline: a pull takes as long as it takes
+        for t in threads[:1] if progress is not None else ():
+            t.join(5.0)  # the daemon closes the progress stream after the last event
+    finally:
+        for s in streams:
+            s.close()
+
+
+def _resolver_msg(registry: RegistryOptions) -> registry_pb2.RegistryResolver:
+    return registry_pb2.RegistryResolver(
+        default_scheme="http" if registry.plain_http else "", headers=dict(registry.headers)
+    )
+
+
+def pull(
+    client: Any,
+    ref: str,
+    *,
+    platform_list: Sequence[platforms.Platform] = (),
+    all_platforms: bool = False,
+    all_metadata: bool = False,
+    registry: RegistryOptions | None = None,
+    labels: dict[str, str] | None = None,
+    progress: ProgressFunc | None = None,
+    local: bool = False,
+) -> Image:
+    """Fetch ``ref`` and record it under its normalised name; returns the record."""
+    registry = registry or RegistryOptions()
+    name = str(parse_normalized(ref))
+    if all_platforms and platform_list:
+        raise InvalidArgument("cannot pull both some platforms and all platforms")
+    wanted = [] if all_platforms else list(platform_list) or [platforms.default()]
+    if not local and has_transfer(client.connection):
+        resolver_msg = _resolver_msg(registry)
+        src = registry_pb2.OCIRegistry(reference=name, resolver=resolver_msg)
+        # As in containerd's image store, no platforms means every platform.
+        dst = imagestore_pb2.ImageStore(name=name, labels=labels or {}, all_metadata=all_metadata)
+        dst.platforms.extend(_platform_pb(p) for p in wanted)
+        _transfer(client.connection, src, dst, registry=registry, resolver_msg=resolver_msg, progress=progress)
+        return client.images.get(name)  # type: ignore[no-any-return]
+    matcher = platforms.ordered(*wanted) if wanted else platforms.ALL
+    opts = FetchOptions(matcher=matcher, all_metadata=all_metadata, labels=labels or {})
+    with client.lease() as leased:
+        return local_pull(
+            registry.resolver(), name, leased.content, leased.images, opts, progress=progress or _ignore, name=name
+        )
+
+
+def push(
+    client: Any,
+    ref: str,
+    image: str = "",
+    *,
+    platform_list: Sequence[platforms.Platform] = (),
+    registry: RegistryOptions | None = None,
+    progress: ProgressFunc | None = None,
+    local: bool = False,
+) -> None:
+    """Push the image record ``image`` (default: ``ref`` itself) to ``ref``."""
+    registry = registry or RegistryOptions()
+    target_ref = str(parse_normalized(ref))
+    source = image or target_ref
+    if not local and has_transfer(client.connection):
+        resolver_msg = _resolver_msg(registry)
+        src = imagestore_pb2.ImageStore(name=source)
+        src.platforms.extend(_platform_pb(p) for p in platform_list)
+        dst = registry_pb2.OCIRegistry(reference=target_ref, resolver=resolver_msg)
+        _transfer(client.connection, src, dst, registry=registry, resolver_msg=resolver_msg, progress=progress)
+        return
+    record = client.images.get(source)
+    matcher = platforms.any_of(*platform_list) if platform_list else platforms.ALL
+    local_push(
+        registry.resolver(),
+        target_ref,
+        client.content,
+        record.target,
+        PushOptions(matcher=matcher),
+        progress=progress or _ignore,
+    )
+
+
+def _ignore(_: Progress) -> None:
+    pass

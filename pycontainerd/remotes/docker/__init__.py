@@ -1,0 +1,26 @@
+"""The remote for OCI distribution registries (Docker Hub, docker-registry, and the rest).
+
+:class:`DockerResolver` implements :mod:`pycontainerd.remotes`' roles over
+HTTP with urllib3: tag resolution, blob and manifest fetches with resumable
+ranges, pushes (existence check, cross-repository mount, monolithic or
+chunked upload), basic and bearer-token authentication, retries and
+timeouts.  Credentials come from a function of the host, so they can be
+asked of a client at the moment a registry wants them.
+"""
+
+from __future__ import annotations
+
+from ._challenge import Challenge, parse_challenges
+from ._credentials import credentials_from_docker_config
+from ._resolver import DockerResolver
+from ._session import Credentials, HostOptions, registry_host
+
+__all__ = [
+    "Challenge",
+    "Credentials",
+    "DockerResolver",
+    "HostOptions",
+    "credentials_from_docker_config",
+    "parse_challenges",
+    "registry_host",
+]

@@ -1,0 +1,304 @@
+"""Resolving, fetching and pushing against an OCI distribution registry (``/v2/`` API)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, BinaryIO
+from urllib.parse import urlencode, urljoin
+
+from urllib3.exceptions import HTTPError, ProtocolError
+
+from ...errors import DeadlineExceeded, InvalidArgument, NotFound, NotImplementedYet, Unavailable
+from ...images import Descriptor
+from ...images import mediatypes as mt
+from ...reference import Reference, parse_normalized
+from ._session import Credentials, HostOptions, Session, fail, registry_error
+
+__all__ = ["DockerResolver"]
+
+_ACCEPT = ", ".join(
+    [
+        mt.OCI_INDEX,
+        mt.OCI_MANIFEST,
+        mt.DOCKER_MANIFEST_LIST,
+        mt.DOCKER_MANIFEST,
+        mt.DOCKER_SCHEMA1_SIGNED,
+        mt.DOCKER_SCHEMA1_MANIFEST,
+        "*/*",
+    ]
+)
+_MAX_DOCUMENT = 4 << 20
+
+
+def _pull(ref: Reference) -> list[str]:
+    return [f"repository:{ref.path}:pull"]
+
+
+class _Response:
+    """A streamed response body as a :class:`~pycontainerd.remotes.ReadStream`."""
+
+    def __init__(self, resp: Any, what: str, host: str, timeout: float) -> None:
+        self._resp = resp
+        self._what = what
+        self._host = host
+        self._timeout = timeout
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._resp.read(None if n < 0 else n)
+            return data
+        except (HTTPError, ProtocolError, OSError) as e:
+            raise self._error(e) from None
+
+    def readinto(self, buf: bytearray | memoryview) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def _error(self, e: Exception) -> Exception:
+        if "timed out" in str(e).lower():
+            return DeadlineExceeded(f"{self._what}: {self._host} stopped sending for {self._timeout:g} s")
+        return Unavailable(f"{self._what}: connection to {self._host} broke: {e}")
+
+    def close(self) -> None:
+        self._resp.release_conn()
+        self._resp.close()
+
+    def __enter__(self) -> _Response:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Fetcher:
+    def __init__(self, session: Session, ref: Reference) -> None:
+        self._s = session
+        self._ref = ref
+
+    def fetch(self, desc: Descriptor, offset: int = 0) -> _Response:
+        ref, s = self._ref, self._s
+        document = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type) or mt.is_schema1(desc.media_type)
+        kind = "manifests" if document else "blobs"
+        url = f"{s.base(ref.domain)}{ref.path}/{kind}/{desc.digest}"
+        headers = {"Accept": f"{desc.media_type}, {_ACCEPT}" if document else "*/*"}
+        if offset > 0:
+            headers["Range"] = f"bytes={offset}-"
+        what = f"fetch {ref.name}@{desc.digest}"
+        resp = s.request("GET", url, host=ref.domain, scopes=_pull(ref), headers=headers, stream=True, what=what)
+        if resp.status == 404:
+            resp.release_conn()
+            raise NotFound(f"{what}: not found on {ref.domain}")
+        if resp.status not in (200, 206):
+            raise fail(resp, what, ref.domain)
+        stream = _Response(resp, what, ref.domain, s.options.timeout)
+        if offset > 0 and resp.status == 200:  # no range support: skip what we have
+            left = offset
+            while left > 0:
+                got = stream.read(min(left, 1 << 20))
+                if not got:
+                    stream.close()
+                    raise Unavailable(f"{what}: {ref.domain} sent less than the {offset} bytes already held")
+                left -= len(got)
+        return stream
+
+
+class _Pusher:
+    def __init__(self, session: Session, ref: Reference) -> None:
+        self._s = session
+        self._ref = ref
+
+    def _scopes(self, mount_from: Sequence[str] = ()) -> list[str]:
+        return [f"repository:{self._ref.path}:pull,push", *(f"repository:{r}:pull" for r in mount_from)]
+
+    def push(self, desc: Descriptor, open_blob: Callable[[], BinaryIO], mount_from: Sequence[str] = ()) -> str:
+        if mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type):
+            return self._push_document(desc, open_blob)
+        return self._push_blob(desc, open_blob, [r for r in mount_from if r != self._ref.path])
+
+    def _push_document(self, desc: Descriptor, open_blob: Callable[[], BinaryIO]) -> str:
+        ref, s = self._ref, self._s
+        target = ref.tag or desc.digest
+        url = f"{s.base(ref.domain)}{ref.path}/manifests/"
+        what = f"push {ref.name}:{target}" if ref.tag else f"push {ref.name}@{desc.digest}"
+        head = s.request(
+            "HEAD",
+            url + target,
+            host=ref.domain,
+            scopes=self._scopes(),
+            headers={"Accept": f"{desc.media_type}, {_ACCEPT}"},
+            what=what,
+        )
+        if head.status == 200 and head.headers.get("Docker-Content-Digest") == desc.digest:
+            return "exists"
+        with open_blob() as f:
+            data = f.read()
+        if len(data) != desc.size:
+            raise InvalidArgument(f"{what}: the local document has {len(data)} bytes, its descriptor {desc.size}")
+        resp = s.request(
+            "PUT",
+            url + target,
+            host=ref.domain,
+            scopes=self._scopes(),
+            headers={"Content-Type": desc.media_type},
+            body=data,
+            what=what,
+        )
+        if resp.status not in (200, 201):
+            raise _push_error(resp, what, ref.domain)
+        return "pushed"
+
+    def _push_blob(self, desc: Descriptor, open_blob: Callable[[], BinaryIO], mount_from: Sequence[str]) -> str:
+        ref, s = self._ref, self._s
+        base = f"{s.base(ref.domain)}{ref.path}/blobs/"
+        what = f"push {ref.name}@{desc.digest}"
+        scopes = self._scopes(mount_from)
+        head = s.request("HEAD", base + desc.digest, host=ref.domain, scopes=scopes, what=what)
+        if head.status == 200:
+            return "exists"
+        location = ""
+        for repo in mount_from:
+            query = urlencode({"mount": desc.digest, "from": repo})
+            resp = s.request("POST", f"{base}uploads/?{query}", host=ref.domain, scopes=scopes, what=what)
+            if resp.status == 201:
+                return "mounted"
+            if resp.status == 202:  # not mountable from there: the registry opened an upload instead
+                location = urljoin(base, resp.headers.get("Location", ""))
+                break
+        if not location:
+            resp = s.request("POST", f"{base}uploads/", host=ref.domain, scopes=scopes, what=what)
+            if resp.status != 202 or not resp.headers.get("Location"):
+                raise _push_error(resp, what, ref.domain)
+            location = urljoin(base, resp.headers["Location"])
+        chunk = s.options.chunk_size
+        with open_blob() as f:
+            if desc.size <= chunk:
+                data = f.read()
+                return self._finish(location, desc, data, what)
+            sent = 0
+            while sent < desc.size:
+                data = f.read(min(chunk, desc.size - sent))
+                if not data:
+                    break
+                resp = s.request(
+                    "PATCH",
+                    location,
+                    host=ref.domain,
+                    scopes=scopes,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{sent}-{sent + len(data) - 1}",
+                    },
+                    body=data,
+                    what=what,
+                )
+                if resp.status != 202:
+                    raise _push_error(resp, what, ref.domain)
+                location = urljoin(location, resp.headers.get("Location", location))
+                sent += len(data)
+        if sent != desc.size:
+            raise InvalidArgument(f"{what}: the local blob has {sent} bytes, its descriptor {desc.size}")
+        return self._finish(location, desc, b"", what)
+
+    def _finish(self, location: str, desc: Descriptor, data: bytes, what: str) -> str:
+        ref, s = self._ref, self._s
+        url = location + ("&" if "?" in location else "?") + urlencode({"digest": desc.digest})
+        resp = s.request(
+            "PUT",
+            url,
+            host=ref.domain,
+            scopes=self._scopes(),
+            headers={"Content-Type": "application/octet-stream"},
+            body=data,
+            what=what,
+        )
+        if resp.status != 201:
+            raise _push_error(resp, what, ref.domain)
+        return "pushed"
+
+
+def _push_error(resp: Any, what: str, host: str) -> Exception:
+    if resp.status == 400:
+        return InvalidArgument(f"{what}: {host} refused it: {registry_error(resp)}")
+    if resp.status == 404:
+        return NotFound(f"{what}: {host}: {registry_error(resp)}")
+    return fail(resp, what, host)
+
+
+class DockerResolver:
+    """A :class:`~pycontainerd.remotes.Resolver` for registries speaking the distribution API."""
+
+    def __init__(self, hosts: HostOptions | None = None, credentials: Credentials | None = None) -> None:
+        self._session = Session(hosts or HostOptions(), credentials)
+
+    def resolve(self, ref: str) -> tuple[str, Descriptor]:
+        r = parse_normalized(ref)
+        s = self._session
+        url = f"{s.base(r.domain)}{r.path}/manifests/{r.object}"
+        what = f"resolve {r}"
+        head = s.request("HEAD", url, host=r.domain, scopes=_pull(r), headers={"Accept": _ACCEPT}, what=what)
+        if head.status == 404:
+            raise NotFound(f"{what}: not found")
+        media_type = (head.headers.get("Content-Type") or "").split(";")[0].strip()
+        digest = head.headers.get("Docker-Content-Digest") or ""
+        size = head.headers.get("Content-Length")
+        known = mt.is_index(media_type) or mt.is_manifest(media_type)
+        if head.status == 200 and known and digest and size and (not r.digest or digest == r.digest):
+            return str(r), Descriptor(media_type, digest, int(size))
+        if head.status not in (200, 405):
+            raise fail(head, what, r.domain)
+        # No usable HEAD answer: fetch the document and see for ourselves.
+        resp = s.request("GET", url, host=r.domain, scopes=_pull(r), headers={"Accept": _ACCEPT}, what=what)
+        if resp.status == 404:
+            raise NotFound(f"{what}: not found")
+        if resp.status != 200:
+            raise fail(resp, what, r.domain)
+        data: bytes = resp.data
+        if len(data) > _MAX_DOCUMENT:
+            raise InvalidArgument(f"{what}: the manifest is over {_MAX_DOCUMENT} bytes")
+        media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        declared = _declared_type(data)
+        if mt.is_schema1(media_type) or declared == "schema1":
+            raise NotImplementedYet(f"{what}: Docker schema 1 manifests are not supported")
+        if not (mt.is_index(media_type) or mt.is_manifest(media_type)):
+            media_type = declared
+        if not (mt.is_index(media_type) or mt.is_manifest(media_type)):
+            raise InvalidArgument(f"{what}: unknown manifest media type {media_type or '(none)'!r}")
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if r.digest and r.digest != digest:
+            raise InvalidArgument(f"{what}: the registry sent content with digest {digest}")
+        return str(r), Descriptor(media_type, digest, len(data))
+
+    def fetcher(self, ref: str) -> _Fetcher:
+        return _Fetcher(self._session, parse_normalized(ref))
+
+    def pusher(self, ref: str) -> _Pusher:
+        return _Pusher(self._session, parse_normalized(ref))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _declared_type(data: bytes) -> str:
+    """The ``mediaType`` a document names for itself, ``schema1`` for schema 1, or ""."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    if doc.get("schemaVersion") == 1:
+        return "schema1"
+    m = doc.get("mediaType")
+    if isinstance(m, str) and m:
+        return m
+    if "manifests" in doc:
+        return mt.OCI_INDEX
+    if "config" in doc and "layers" in doc:
+        return mt.OCI_MANIFEST
+    return ""

@@ -1,0 +1,263 @@
+"""The Transfer gRPC service: containerd.services.transfer.v1, pull and push in the daemon.
+
+A transfer names a source and a destination as ``Any`` objects:
+``OCIRegistry`` → ``ImageStore`` is a pull, ``ImageStore`` → ``OCIRegistry``
+a push.  The work runs on threads (:mod:`pycontainerd.transfer`); its
+progress goes back on the client's progress stream and its credential
+questions on the client's auth stream (both opened on the Streaming service),
+so the client's secrets never have to be stored in the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from google.protobuf import empty_pb2
+
+from .. import platforms
+from ..api import typeurl
+from ..api.convert import descriptor_to_pb
+from ..api.services.transfer.v1 import transfer_pb2 as pb
+from ..api.services.transfer.v1 import transfer_pb2_grpc as pb_grpc
+from ..api.types.transfer import imagestore_pb2, progress_pb2, registry_pb2
+from ..errors import InvalidArgument, NotFound, NotImplementedYet
+from ..metadata import DB
+from ..remotes import Resolver
+from ..remotes.docker import DockerResolver, HostOptions
+from ..streaming import Manager, Stream
+from ..transfer import FetchOptions, Progress, PushOptions, pull, push
+from .rpc import guarded, namespace_and_lease, offload
+
+__all__ = ["TransferService"]
+
+log = logging.getLogger("pycontainerd.transfer")
+
+LEASE_EXPIRY = timedelta(hours=24)
+AUTH_TIMEOUT = 60.0
+
+
+def matcher_for(ps: list[platforms.Platform]) -> platforms.Matcher:
+    """As containerd's image store: the platforms in order of preference, or every platform when none."""
+    return platforms.ordered(*ps) if ps else platforms.ALL
+
+
+def _platforms(msgs: object) -> list[platforms.Platform]:
+    out = []
+    for m in msgs:  # type: ignore[attr-defined]
+        if not m.os or not m.architecture:
+            raise InvalidArgument("a platform needs an os and an architecture")
+        out.append(platforms.normalize(platforms.Platform(m.os, m.architecture, m.variant)))
+    return out
+
+
+class _Progress:
+    """Progress events from worker threads, sent in order on the client's stream."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stream: Stream | None) -> None:
+        self._loop = loop
+        self._stream = stream
+        self._queue: asyncio.Queue[Progress | None] = asyncio.Queue()
+        self._task = loop.create_task(self._send()) if stream is not None else None
+
+    def __call__(self, p: Progress) -> None:
+        if self._task is not None:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, p)
+
+    async def _send(self) -> None:
+        assert self._stream is not None
+        while (p := await self._queue.get()) is not None:
+            msg = progress_pb2.Progress(
+                event=p.event, name=p.name, parents=list(p.parents), progress=p.progress, total=p.total
+            )
+            if p.desc is not None:
+                msg.desc.CopyFrom(descriptor_to_pb(p.desc))
+            try:
+                await self._stream.send(typeurl.pack(msg))
+            except Exception as e:  # the client stopped listening; the transfer goes on
+                log.debug("progress stream: %s", e)
+                return
+
+    async def finish(self) -> None:
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        await self._task
+        assert self._stream is not None
+        self._stream.close()
+
+
+def _credentials(
+    loop: asyncio.AbstractEventLoop, stream: Stream, reference: str
+) -> Callable[[str], tuple[str, str] | None]:
+    """Ask the client for credentials, from a worker thread, over its auth stream."""
+    lock = threading.Lock()
+
+    async def ask(host: str) -> registry_pb2.AuthResponse:
+        await stream.send(typeurl.pack(registry_pb2.AuthRequest(host=host, reference=reference)))
+        return typeurl.unpack(await stream.recv(), registry_pb2.AuthResponse)
+
+    def credentials(host: str) -> tuple[str, str] | None:
+        with lock:
+            resp = asyncio.run_coroutine_threadsafe(ask(host), loop).result(AUTH_TIMEOUT)
+        if resp.authType == registry_pb2.CREDENTIALS:
+            return resp.username, resp.secret
+        if resp.authType == registry_pb2.REFRESH:
+            return "<token>", resp.secret
+        return None
+
+    return credentials
+
+
+class TransferService(pb_grpc.TransferServicer):
+    def __init__(self, db: DB, streams: Manager) -> None:
+        self._db = db
+        self._streams = streams
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_TransferServicer_to_server(guarded(self), server)
+
+    def _resolver(
+        self, namespace: str, src: registry_pb2.RegistryResolver, reference: str, loop: asyncio.AbstractEventLoop
+    ) -> Resolver:
+        credentials = None
+        if src.auth_stream:
+            credentials = _credentials(loop, self._streams.get(namespace, src.auth_stream), reference)
+        if src.default_scheme not in ("", "http", "https"):
+            raise InvalidArgument(f"default_scheme {src.default_scheme!r}: want http or https")
+        hosts = HostOptions(plain_http=src.default_scheme == "http", headers=dict(src.headers))
+        return DockerResolver(hosts, credentials=credentials)
+
+    async def Transfer(self, request: pb.TransferRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        namespace, lease = namespace_and_lease(context)
+        kinds = (registry_pb2.OCIRegistry, imagestore_pb2.ImageStore)
+        src = typeurl.unpack_one_of(request.source, kinds)
+        dst = typeurl.unpack_one_of(request.destination, kinds)
+        loop = asyncio.get_running_loop()
+        stream = None
+        if request.options.progress_stream:
+            stream = self._streams.get(namespace, request.options.progress_stream)
+        progress = _Progress(loop, stream)
+        cancel = threading.Event()
+        try:
+            if isinstance(src, registry_pb2.OCIRegistry) and isinstance(dst, imagestore_pb2.ImageStore):
+                work = self._pull(namespace, lease, src=src, dst=dst, loop=loop, progress=progress, cancel=cancel)
+            elif isinstance(src, imagestore_pb2.ImageStore) and isinstance(dst, registry_pb2.OCIRegistry):
+                work = self._push(namespace, src, dst, loop=loop, progress=progress, cancel=cancel)
+            else:
+                raise NotImplementedYet(
+                    f"transfer from {typeurl.name_of(request.source)} to {typeurl.name_of(request.destination)}"
+                    " is not supported"
+                )
+            await offload(work)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        finally:
+            await progress.finish()
+        return empty_pb2.Empty()
+
+    def _pull(
+        self,
+        namespace: str,
+        lease: str | None,
+        *,
+        src: registry_pb2.OCIRegistry,
+        dst: imagestore_pb2.ImageStore,
+        loop: asyncio.AbstractEventLoop,
+        progress: _Progress,
+        cancel: threading.Event,
+    ) -> Callable[[], None]:
+        if not src.reference:
+            raise InvalidArgument("OCIRegistry.reference is required")
+        if len(dst.unpacks):
+            raise NotImplementedYet("unpacking into a snapshotter is not supported yet; pull without unpack")
+        if len(dst.extra_references):
+            raise NotImplementedYet("extra image references are not supported yet")
+        resolver = self._resolver(namespace, src.resolver, src.reference, loop)
+        opts = FetchOptions(
+            matcher=matcher_for(_platforms(dst.platforms)),
+            all_metadata=dst.all_metadata,
+            manifest_limit=dst.manifest_limit,
+            labels=dict(dst.labels),
+        )
+
+        def work() -> None:
+            with self._lease(namespace, lease) as held:
+                pull(
+                    resolver,
+                    src.reference,
+                    self._db.content(namespace, held),
+                    self._db.images(namespace),
+                    opts,
+                    progress=progress,
+                    cancel=cancel,
+                    name=dst.name,
+                )
+
+        return work
+
+    def _push(
+        self,
+        namespace: str,
+        src: imagestore_pb2.ImageStore,
+        dst: registry_pb2.OCIRegistry,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        progress: _Progress,
+        cancel: threading.Event,
+    ) -> Callable[[], None]:
+        if not src.name:
+            raise InvalidArgument("ImageStore.name is required")
+        if not dst.reference:
+            raise InvalidArgument("OCIRegistry.reference is required")
+        resolver = self._resolver(namespace, dst.resolver, dst.reference, loop)
+        ps = _platforms(src.platforms)
+        opts = PushOptions(matcher=matcher_for(ps))
+
+        def work() -> None:
+            image = self._db.images(namespace).get(src.name)
+            push(
+                resolver,
+                dst.reference,
+                self._db.content(namespace),
+                image.target,
+                opts,
+                progress=progress,
+                cancel=cancel,
+            )
+
+        return work
+
+    def _lease(self, namespace: str, lease: str | None) -> _HeldLease:
+        return _HeldLease(self._db, namespace, lease)
+
+
+class _HeldLease:
+    """The caller's lease, or a temporary one (expiring in a day) removed when the work is done."""
+
+    def __init__(self, db: DB, namespace: str, lease: str | None) -> None:
+        self._db = db
+        self._namespace = namespace
+        self._given = lease
+        self._made: str | None = None
+
+    def __enter__(self) -> str:
+        if self._given:
+            return self._given
+        expire = (datetime.now(UTC) + LEASE_EXPIRY).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._made = f"transfer-{uuid.uuid4().hex}"
+        self._db.leases(self._namespace).create(self._made, {"containerd.io/gc.expire": expire})
+        return self._made
+
+    def __exit__(self, *exc: object) -> None:
+        if self._made is not None:
+            try:
+                self._db.leases(self._namespace).delete(self._made)
+            except NotFound:
+                pass

@@ -1,0 +1,346 @@
+"""Fetch an image from a registry into a content store, and record it.
+
+The walk is containerd's: resolve the reference to a root descriptor, fetch
+it, read its children (an index's manifests, a manifest's config and
+layers), keep the manifests for the wanted platforms, and fetch those in
+turn.  Manifests and indexes are small: they are fetched into memory,
+checked against their digest and committed with the gc labels that name
+their children, so garbage collection keeps exactly what the image needs.
+Layers stream into resumable ingests named by :func:`ref_key`; a pull that
+was interrupted resumes from the offset each ingest reached.
+
+The same code runs in the daemon (server-side pull, over the local store)
+and in clients (over the Content API), as containerd's does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+
+from .. import platforms
+from ..content import Info, read_blob, validate_digest
+from ..content import Store as ContentStore
+from ..content.helpers import open_writer
+from ..errors import AlreadyExists, Canceled, FailedPrecondition, InvalidArgument, NotFound, NotImplementedYet
+from ..images import Descriptor, Image, walk
+from ..images import Store as ImageStore
+from ..images import mediatypes as mt
+from ..images.manifest import MAX_MANIFEST_SIZE
+from ..reference import parse as parse_reference
+from ..remotes import Fetcher, ReadStream, Resolver
+from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
+
+__all__ = ["FetchOptions", "distribution_source_label", "fetch", "pull"]
+
+SOURCE_LABEL_PREFIX = "containerd.io/distribution.source."
+COPY_BUFFER = 1 << 20
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """What to fetch of a multi-platform image, and how many blobs at once."""
+
+    matcher: platforms.Matcher = field(default_factory=platforms.default_matcher)
+    all_metadata: bool = False  # every platform's manifest and config, layers only for matching ones
+    manifest_limit: int = 0  # keep the n best matching manifests of an index; 0 keeps all that match
+    max_concurrent: int = 8
+    labels: Mapping[str, str] = field(default_factory=dict)  # image labels, for pull
+
+
+def distribution_source_label(name: str) -> tuple[str, str]:
+    """The label a pull sets on every blob it fetches: which repository it came from.
+
+    A push to the same registry later mounts the blob from there instead of
+    uploading it again.
+    """
+    ref = parse_reference(name)
+    return SOURCE_LABEL_PREFIX + ref.domain, ref.path
+
+
+def _merge_sources(existing: str, repo: str) -> str:
+    repos = [r for r in existing.split(",") if r]
+    if repo not in repos:
+        repos.append(repo)
+    return ",".join(sorted(repos))
+
+
+class _Fetch:
+    """One fetch: the walk, the pool of workers and the shared state."""
+
+    def __init__(
+        self,
+        name: str,
+        fetcher: Fetcher,
+        store: ContentStore,
+        *,
+        opts: FetchOptions,
+        progress: ProgressFunc,
+        cancel: threading.Event,
+    ) -> None:
+        self.name = name
+        self.fetcher = fetcher
+        self.store = store
+        self.opts = opts
+        self.progress = progress
+        self.cancel = cancel
+        self.source_key, self.source_repo = distribution_source_label(name)
+
+    # -- the walk ---------------------------------------------------------
+
+    def run(self, root: Descriptor) -> None:
+        seen = {root.digest}
+        with ThreadPoolExecutor(max_workers=max(1, self.opts.max_concurrent), thread_name_prefix="fetch") as pool:
+            pending: set[Future[list[tuple[Descriptor, bool, str]]]] = {pool.submit(self.handle, root, True, self.name)}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        for child, wanted, parent in f.result():
+                            if child.digest in seen:
+                                continue
+                            seen.add(child.digest)
+                            self.report("waiting", child, 0, parent)
+                            pending.add(pool.submit(self.handle, child, wanted, parent))
+            except BaseException:
+                self.cancel.set()
+                for f in pending:
+                    f.cancel()
+                raise
+
+    def handle(self, desc: Descriptor, wanted: bool, parent: str) -> list[tuple[Descriptor, bool, str]]:
+        """Fetch one blob; return the children to fetch next, each with whether its platform is wanted."""
+        self.check_canceled()
+        m = desc.media_type
+        if mt.is_schema1(m):
+            raise NotImplementedYet(f"{self.name}: Docker schema 1 manifests are not supported ({m})")
+        if not (mt.is_index(m) or mt.is_manifest(m)):
+            self.fetch_blob(desc, parent)
+            return []
+        data = self.fetch_document(desc, parent)
+        children = walk.children(desc, data)
+        self.commit_document(desc, data, walk.child_gc_labels(desc, children))
+        me = ref_key(desc)
+        if mt.is_index(m):
+            if self.opts.all_metadata:
+                return [(c, self.matches(c), me) for c in children]
+            kept = walk.filter_platforms(children, self.opts.matcher)
+            if self.opts.manifest_limit > 0:
+                kept = walk.limit_manifests(kept, self.opts.matcher, self.opts.manifest_limit)
+            return [(c, True, me) for c in kept]
+        if wanted:
+            return [(c, True, me) for c in children]
+        return [(c, False, me) for c in children if mt.is_config(c.media_type)]
+
+    def matches(self, desc: Descriptor) -> bool:
+        return desc.platform is None or self.opts.matcher.match(desc.platform)
+
+    def check_canceled(self) -> None:
+        if self.cancel.is_set():
+            raise Canceled(f"fetch of {self.name} canceled")
+
+    def report(self, event: str, desc: Descriptor, progress: int, parent: str = "") -> None:
+        self.progress(
+            Progress(
+                event=event,
+                name=ref_key(desc),
+                parents=(parent,) if parent else (),
+                progress=progress,
+                total=desc.size,
+                desc=desc,
+            )
+        )
+
+    # -- manifests and indexes: small, in memory --------------------------
+
+    def fetch_document(self, desc: Descriptor, parent: str) -> bytes:
+        if desc.size > MAX_MANIFEST_SIZE:
+            raise InvalidArgument(
+                f"{self.name}: {desc.media_type} {desc.digest} is {desc.size} bytes, over the limit of {MAX_MANIFEST_SIZE}"
+            )
+        try:
+            info = self.store.info(desc.digest)
+        except NotFound:
+            pass
+        else:
+            if info.size == desc.size:
+                self.report("already exists", desc, desc.size, parent)
+                return read_blob(self.store, desc.digest)
+        self.report("downloading", desc, 0, parent)
+        with self.fetcher.fetch(desc) as stream:
+            data = _read_at_most(stream, desc.size + 1)
+        verify(self.name, desc, data)
+        self.report("complete", desc, desc.size, parent)
+        return data
+
+    def commit_document(self, desc: Descriptor, data: bytes, labels: dict[str, str]) -> None:
+        try:
+            info = self.store.info(desc.digest)
+        except NotFound:
+            pass
+        else:
+            self.update_labels(info.labels, desc, labels)
+            return
+        labels[self.source_key] = self.source_repo
+        try:
+            w = open_writer(self.store, ref_key(desc), total=desc.size, expected=desc.digest)
+        except AlreadyExists:
+            self.update_labels(self.store.info(desc.digest).labels, desc, labels)
+            return
+        try:
+            if w.status().offset:
+                w.truncate(0)
+            w.write(data)
+            w.commit(size=desc.size, expected=desc.digest, labels=labels)
+        except AlreadyExists:
+            self.update_labels(self.store.info(desc.digest).labels, desc, labels)
+        finally:
+            w.close()
+
+    def update_labels(self, current: Mapping[str, str], desc: Descriptor, wanted: Mapping[str, str]) -> None:
+        """Add gc references and this repository as a source to a blob that already exists."""
+        labels = dict(wanted)
+        labels[self.source_key] = _merge_sources(current.get(self.source_key, ""), self.source_repo)
+        changed = {k: v for k, v in labels.items() if current.get(k) != v}
+        if not changed:
+            return
+        info = self.store.info(desc.digest)
+        self.store.update(
+            Info(info.digest, info.size, info.created_at, info.updated_at, {**info.labels, **changed}),
+            [f"labels.{k}" for k in changed],
+        )
+
+    # -- layers and configs: streamed into resumable ingests ----------------
+
+    def fetch_blob(self, desc: Descriptor, parent: str) -> None:
+        ref = ref_key(desc)
+        try:
+            w = open_writer(self.store, ref, total=desc.size, expected=desc.digest)
+        except AlreadyExists:
+            self.update_labels(self.store.info(desc.digest).labels, desc, {})
+            self.report("already exists", desc, desc.size, parent)
+            return
+        try:
+            offset = w.status().offset
+            if offset > desc.size:
+                w.truncate(0)
+                offset = 0
+            throttle = Throttle()
+            self.report("downloading", desc, offset, parent)
+            if offset < desc.size:
+                with self.fetcher.fetch(desc, offset) as stream:
+                    buf = bytearray(min(COPY_BUFFER, max(desc.size - offset, 1)))
+                    view = memoryview(buf)
+                    while offset < desc.size:
+                        self.check_canceled()
+                        n = stream.readinto(view[: min(len(buf), desc.size - offset)])
+                        if n <= 0:
+                            break
+                        w.write(view[:n])  # type: ignore[arg-type]  # any buffer will do
+                        offset += n
+                        if throttle.due():
+                            self.report("downloading", desc, offset, parent)
+            if offset < desc.size:
+                raise FailedPrecondition(
+                    f"{self.name}: {desc.digest} ended after {offset} of {desc.size} bytes; pull again to resume"
+                )
+            try:
+                w.commit(size=desc.size, expected=desc.digest, labels={self.source_key: self.source_repo})
+            except AlreadyExists:
+                pass
+            except FailedPrecondition as e:
+                # Wrong bytes are no use to a resumed fetch: drop them.
+                try:
+                    self.store.abort(ref)
+                except NotFound:
+                    pass
+                raise InvalidArgument(f"{self.name}: content of {desc.digest} does not match its digest ({e})") from e
+        finally:
+            w.close()
+        self.report("complete", desc, desc.size, parent)
+
+
+def _read_at_most(stream: ReadStream, limit: int) -> bytes:
+    """Read to the end, but never more than ``limit`` bytes: a lying server cannot make us buffer more."""
+    buf = bytearray(limit)
+    view = memoryview(buf)
+    got = 0
+    while got < limit:
+        n = stream.readinto(view[got:])
+        if n <= 0:
+            break
+        got += n
+    return bytes(view[:got])
+
+
+def verify(name: str, desc: Descriptor, data: bytes) -> None:
+    """A document must be exactly what its descriptor says: size first, then digest."""
+    if len(data) != desc.size:
+        raise InvalidArgument(f"{name}: {desc.digest}: got {len(data)} bytes, the descriptor says {desc.size}")
+    validate_digest(desc.digest)
+    algorithm, _, expected = desc.digest.partition(":")
+    if hashlib.new(algorithm, data).hexdigest() != expected:
+        raise InvalidArgument(f"{name}: content of {desc.digest} does not match its digest")
+
+
+def fetch(
+    resolver: Resolver,
+    ref: str,
+    store: ContentStore,
+    opts: FetchOptions | None = None,
+    *,
+    progress: ProgressFunc = discard,
+    cancel: threading.Event | None = None,
+) -> tuple[str, Descriptor]:
+    """Fetch what ``ref`` names into ``store``; returns the resolved name and the root descriptor.
+
+    Run it under a lease (or hold the result in an image record at once):
+    until then nothing keeps the fetched blobs from garbage collection.
+    """
+    opts = opts or FetchOptions()
+    progress(Progress(event=f"Resolving from {ref}"))
+    name, root = resolver.resolve(ref)
+    if mt.is_schema1(root.media_type):
+        raise NotImplementedYet(f"{name}: Docker schema 1 manifests are not supported ({root.media_type})")
+    if not (mt.is_index(root.media_type) or mt.is_manifest(root.media_type)):
+        raise InvalidArgument(f"{name}: unexpected media type {root.media_type!r} for an image")
+    progress(Progress(event=f"Pulling from {name}"))
+    _Fetch(name, resolver.fetcher(name), store, opts=opts, progress=progress, cancel=cancel or threading.Event()).run(
+        root
+    )
+    return name, replace(root, annotations=dict(root.annotations))
+
+
+def pull(
+    resolver: Resolver,
+    ref: str,
+    store: ContentStore,
+    images: ImageStore,
+    opts: FetchOptions | None = None,
+    *,
+    progress: ProgressFunc = discard,
+    cancel: threading.Event | None = None,
+    name: str = "",
+    record: Callable[[Image], Image] | None = None,
+) -> Image:
+    """Fetch ``ref`` and create or update the image record ``name`` (default: the resolved name)."""
+    opts = opts or FetchOptions()
+    resolved, root = fetch(resolver, ref, store, opts, progress=progress, cancel=cancel)
+    image = Image(name=name or resolved, target=root, labels=dict(opts.labels))
+    saved = (record or _recorder(images))(image)
+    progress(Progress(event="saved", name=saved.name, desc=root))
+    progress(Progress(event=f"Completed pull from {resolved}"))
+    return saved
+
+
+def _recorder(images: ImageStore) -> Callable[[Image], Image]:
+    def record(image: Image) -> Image:
+        try:
+            return images.create(image)
+        except AlreadyExists:
+            return images.update(image)
+
+    return record
