@@ -18,7 +18,7 @@ import hashlib
 import json
 import tarfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, BinaryIO
 
 from .. import platforms
@@ -171,9 +171,16 @@ class _Importer:
         for child in follow:
             self.tree(child, matcher, seen)
         labels = walk.child_gc_labels(desc, children)
-        if self.exists(desc):
-            return
-        self.copy(desc, name, labels)
+        if not self.exists(desc):
+            self.copy(desc, name, labels)
+        self.label(desc, labels)
+
+    def label(self, desc: Descriptor, labels: Mapping[str, str]) -> None:
+        """Make sure ``desc`` carries ``labels`` here: a blob shared from another namespace has none of them."""
+        info = self.store.info(desc.digest)
+        missing = {k: v for k, v in labels.items() if info.labels.get(k) != v}
+        if missing:
+            self.store.update(replace(info, labels={**info.labels, **missing}), [f"labels.{k}" for k in missing])
 
 
 def _name_for(annotations: Mapping[str, str], base_name: str) -> str:
@@ -208,6 +215,7 @@ def _oci(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list[Im
         desc = Descriptor(mt.OCI_INDEX, digest, len(data))
         labels = walk.child_gc_labels(desc, list(index.manifests))
         write_blob(store, f"import-{digest}", data, expected=digest, labels=labels)
+        _Importer(archive, store).label(desc, labels)
         named.append(Image(name=str(parse_normalized(opts.index_name)), target=desc, labels=dict(opts.labels)))
     return named
 
@@ -266,7 +274,9 @@ def _docker(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list
         }
         data = json.dumps(manifest, indent=3).encode()
         mdesc = Descriptor(mt.DOCKER_MANIFEST, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
-        write_blob(store, f"import-{mdesc.digest}", data, mdesc.digest, walk.child_gc_labels(mdesc, [config, *layers]))
+        labels = walk.child_gc_labels(mdesc, [config, *layers])
+        write_blob(store, f"import-{mdesc.digest}", data, mdesc.digest, labels)
+        imp.label(mdesc, labels)
         for tag in tags:
             named.append(Image(name=str(parse_normalized(tag)), target=mdesc, labels=dict(opts.labels)))
     return named

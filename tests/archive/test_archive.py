@@ -77,7 +77,7 @@ def test_oci_round_trip_keeps_digests(pycontainerd_daemon: PycontainerdDaemon, t
 
 def test_docker_archive_both_ways(pycontainerd_daemon: PycontainerdDaemon, tmp_path: Path) -> None:
     d = pycontainerd_daemon
-    img = image([busybox_files(), {"etc/motd": b"hi\n"}], docker=True)
+    img = image([busybox_files(), {"etc/motd": b"hi\n"}])
     layout = tmp_path / "layout"
     oci_layout_dir(str(layout), img, "t")
     # skopeo writes a docker-archive (docker save format); pyctr imports it.
