@@ -124,7 +124,7 @@ def oci_layout_tar(img: Image, ref: str) -> bytes:
         "schemaVersion": 2,
         "manifests": [
             {
-                "mediaType": MANIFEST,
+                "mediaType": img.media_type,
                 "digest": sha(mb),
                 "size": len(mb),
                 "annotations": {

@@ -34,7 +34,7 @@ from ..reference import parse as parse_reference
 from ..remotes import Fetcher, ReadStream, Resolver
 from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
 
-__all__ = ["FetchOptions", "distribution_source_label", "fetch", "pull"]
+__all__ = ["FetchOptions", "distribution_source_label", "fetch", "pull", "source_host"]
 
 SOURCE_LABEL_PREFIX = "containerd.io/distribution.source."
 COPY_BUFFER = 1 << 20
@@ -58,7 +58,14 @@ def distribution_source_label(name: str) -> tuple[str, str]:
     uploading it again.
     """
     ref = parse_reference(name)
-    return SOURCE_LABEL_PREFIX + ref.domain, ref.path
+    return SOURCE_LABEL_PREFIX + source_host(ref.domain), ref.path
+
+
+def source_host(domain: str) -> str:
+    """A registry's name in the source label: without its port, as containerd keys it."""
+    if domain.startswith("["):
+        return domain[: domain.index("]") + 1]
+    return domain.rsplit(":", 1)[0]
 
 
 def _merge_sources(existing: str, repo: str) -> str:

@@ -23,7 +23,7 @@ from ..images import mediatypes as mt
 from ..reference import parse as parse_reference
 from ..remotes import Resolver
 from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
-from .pull import SOURCE_LABEL_PREFIX
+from .pull import SOURCE_LABEL_PREFIX, source_host
 
 __all__ = ["PushOptions", "push", "push_order"]
 
@@ -77,7 +77,7 @@ def push(
     order = push_order(store, target, opts.matcher)
     pusher = resolver.pusher(ref)
     named = parse_reference(ref)
-    source_key = SOURCE_LABEL_PREFIX + named.domain
+    source_key = SOURCE_LABEL_PREFIX + source_host(named.domain)
     progress(Progress(event=f"Pushing to {ref}"))
     for desc in order:
         progress(Progress(event="waiting", name=ref_key(desc), total=desc.size, desc=desc))
