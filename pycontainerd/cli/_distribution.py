@@ -114,7 +114,7 @@ def _credentials(args: argparse.Namespace) -> Credentials | None:
 
 
 def _registry(args: argparse.Namespace) -> RegistryOptions:
-    return RegistryOptions(plain_http=args.plain_http, credentials=_credentials(args))
+    return RegistryOptions(plain_http=args.plain_http, credentials=_credentials(args), hosts_dir=args.hosts_dir)
 
 
 def _platforms(args: argparse.Namespace) -> list[platforms.Platform]:
@@ -229,6 +229,9 @@ def _import(client: Client, args: argparse.Namespace) -> int:
 def _registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain-http", action="store_true", help="talk HTTP, not HTTPS (localhost always may)")
     p.add_argument("-u", "--user", default="", metavar="USER[:PASSWORD]", help="registry credentials")
+    p.add_argument(
+        "--hosts-dir", default="", metavar="DIR", help="per-registry CAs and settings: DIR/<host>/hosts.toml, *.crt"
+    )
     p.add_argument("--local", action="store_true", help="transfer in this process, not in the daemon")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument(

@@ -11,6 +11,7 @@ a lease, as containerd 1.x's own clients do.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import uuid
@@ -51,9 +52,14 @@ class RegistryOptions:
     plain_http: bool = False
     credentials: Credentials | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    hosts_dir: str = ""  # containerd's certs.d layout: <dir>/<host>/hosts.toml and *.crt
+    timeout: float = 30.0  # client-side transfers only: the daemon keeps its own
 
     def resolver(self) -> DockerResolver:
-        return DockerResolver(HostOptions(plain_http=self.plain_http, headers=dict(self.headers)), self.credentials)
+        hosts = HostOptions(
+            plain_http=self.plain_http, headers=dict(self.headers), hosts_dir=self.hosts_dir, timeout=self.timeout
+        )
+        return DockerResolver(hosts, self.credentials)
 
 
 class _Stream:
@@ -143,7 +149,7 @@ def _transfer(
     destination: Any,
     *,
     registry: RegistryOptions,
-    resolver_msg: registry_pb2.RegistryResolver,
+    remote: registry_pb2.OCIRegistry,
     progress: ProgressFunc | None,
 ) -> None:
     streams: list[_Stream] = []
@@ -159,7 +165,7 @@ def _transfer(
             s = _Stream(conn)
             streams.append(s)
             threads.append(_answer(s, registry.credentials))
-            resolver_msg.auth_stream = s.id
+            remote.resolver.auth_stream = s.id  # the message itself: protobuf copies on assignment
         req.source.CopyFrom(typeurl.pack(source))
         req.destination.CopyFrom(typeurl.pack(destination))
         stub = conn.stub(transfer_pb2_grpc.TransferStub)
@@ -174,7 +180,9 @@ def _transfer(
 
 def _resolver_msg(registry: RegistryOptions) -> registry_pb2.RegistryResolver:
     return registry_pb2.RegistryResolver(
-        default_scheme="http" if registry.plain_http else "", headers=dict(registry.headers)
+        default_scheme="http" if registry.plain_http else "",
+        headers=dict(registry.headers),
+        host_dir=os.path.abspath(registry.hosts_dir) if registry.hosts_dir else "",
     )
 
 
@@ -197,12 +205,11 @@ def pull(
         raise InvalidArgument("cannot pull both some platforms and all platforms")
     wanted = [] if all_platforms else list(platform_list) or [platforms.default()]
     if not local and has_transfer(client.connection):
-        resolver_msg = _resolver_msg(registry)
-        src = registry_pb2.OCIRegistry(reference=name, resolver=resolver_msg)
+        src = registry_pb2.OCIRegistry(reference=name, resolver=_resolver_msg(registry))
         # As in containerd's image store, no platforms means every platform.
         dst = imagestore_pb2.ImageStore(name=name, labels=labels or {}, all_metadata=all_metadata)
         dst.platforms.extend(_platform_pb(p) for p in wanted)
-        _transfer(client.connection, src, dst, registry=registry, resolver_msg=resolver_msg, progress=progress)
+        _transfer(client.connection, src, dst, registry=registry, remote=src, progress=progress)
         return client.images.get(name)  # type: ignore[no-any-return]
     matcher = platforms.ordered(*wanted) if wanted else platforms.ALL
     opts = FetchOptions(matcher=matcher, all_metadata=all_metadata, labels=labels or {})
@@ -227,11 +234,10 @@ def push(
     target_ref = str(parse_normalized(ref))
     source = image or target_ref
     if not local and has_transfer(client.connection):
-        resolver_msg = _resolver_msg(registry)
         src = imagestore_pb2.ImageStore(name=source)
         src.platforms.extend(_platform_pb(p) for p in platform_list)
-        dst = registry_pb2.OCIRegistry(reference=target_ref, resolver=resolver_msg)
-        _transfer(client.connection, src, dst, registry=registry, resolver_msg=resolver_msg, progress=progress)
+        dst = registry_pb2.OCIRegistry(reference=target_ref, resolver=_resolver_msg(registry))
+        _transfer(client.connection, src, dst, registry=registry, remote=dst, progress=progress)
         return
     record = client.images.get(source)
     matcher = platforms.any_of(*platform_list) if platform_list else platforms.ALL

@@ -130,7 +130,7 @@ class TransferService(pb_grpc.TransferServicer):
             credentials = _credentials(loop, self._streams.get(namespace, src.auth_stream), reference)
         if src.default_scheme not in ("", "http", "https"):
             raise InvalidArgument(f"default_scheme {src.default_scheme!r}: want http or https")
-        hosts = HostOptions(plain_http=src.default_scheme == "http", headers=dict(src.headers))
+        hosts = HostOptions(plain_http=src.default_scheme == "http", headers=dict(src.headers), hosts_dir=src.host_dir)
         return DockerResolver(hosts, credentials=credentials)
 
     async def Transfer(self, request: pb.TransferRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:

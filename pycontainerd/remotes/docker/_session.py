@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,12 +27,14 @@ from urllib3.exceptions import HTTPError, SSLError, TimeoutError
 from ...errors import (
     ContainerdError,
     DeadlineExceeded,
+    InvalidArgument,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
     Unknown,
 )
 from ._challenge import Challenge, parse_challenges
+from ._hosts import host_config
 
 __all__ = ["Credentials", "HostOptions", "Session", "registry_error"]
 
@@ -48,6 +51,7 @@ class HostOptions:
     plain_http: bool = False  # HTTP for every host (localhost always uses it)
     ca_file: str = ""  # extra CA bundle for HTTPS
     skip_verify: bool = False
+    hosts_dir: str = ""  # per-host CAs, skip_verify and headers (containerd's certs.d layout)
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 30.0  # connect and per-read, seconds
     retries: int = 3
@@ -92,19 +96,37 @@ class Session:
     def __init__(self, options: HostOptions, credentials: Credentials | None = None) -> None:
         self.options = options
         self._credentials = credentials
-        kwargs: dict[str, Any] = {"maxsize": 16, "block": False}
-        if options.skip_verify:
-            kwargs["cert_reqs"] = "CERT_NONE"
-        elif options.ca_file:
-            kwargs["ca_certs"] = options.ca_file
-        self._pool = urllib3.PoolManager(**kwargs)
+        self._pools: dict[str, urllib3.PoolManager] = {}
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._basic: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def _pool(self, host: str) -> urllib3.PoolManager:
+        """One pool per registry, with that registry's TLS settings."""
+        with self._lock:
+            pool = self._pools.get(host)
+            if pool is not None:
+                return pool
+        extra = host_config(self.options.hosts_dir, host)
+        skip = self.options.skip_verify if extra.skip_verify is None else extra.skip_verify
+        context = ssl.create_default_context()
+        if skip:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        for ca in (self.options.ca_file, *extra.ca_files):
+            if ca:
+                try:
+                    context.load_verify_locations(cafile=ca)
+                except (OSError, ssl.SSLError) as e:
+                    raise InvalidArgument(f"{host}: cannot use CA file {ca}: {e}") from None
+        pool = urllib3.PoolManager(maxsize=16, block=False, ssl_context=context, headers=dict(extra.headers) or None)
+        with self._lock:
+            return self._pools.setdefault(host, pool)
+
     def base(self, host: str) -> str:
         h = registry_host(host)
-        return f"{self.options.scheme(h)}://{h}/v2/"
+        scheme = host_config(self.options.hosts_dir, host).scheme or self.options.scheme(h)
+        return f"{scheme}://{h}/v2/"
 
     # -- auth ----------------------------------------------------------------
 
@@ -154,7 +176,7 @@ class Session:
             headers["Authorization"] = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         try:
-            resp = self._pool.request("GET", url, headers=headers, timeout=self._timeout(), retries=False)
+            resp = self._pool(host).request("GET", url, headers=headers, timeout=self._timeout(), retries=False)
         except TimeoutError:
             raise DeadlineExceeded(f"{host}: the token server at {realm} did not answer in time") from None
         except HTTPError as e:
@@ -205,7 +227,7 @@ class Session:
             if auth:
                 hdrs["Authorization"] = auth
             try:
-                resp = self._pool.request(
+                resp = self._pool(host).request(
                     method,
                     url,
                     headers=hdrs,
@@ -214,19 +236,16 @@ class Session:
                     timeout=self._timeout(),
                     retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
                 )
-            except SSLError as e:
-                raise Unavailable(f"{what}: TLS with {host} failed: {_reason(e)}") from None
-            except TimeoutError:
-                attempt += 1
-                if attempt < attempts:
-                    self._backoff(attempt)
-                    continue
-                raise DeadlineExceeded(f"{what}: {host} did not answer within {self.options.timeout:g} s") from None
             except HTTPError as e:
+                cause = getattr(e, "reason", None) or e  # urllib3 wraps the failure of its last try
+                if isinstance(cause, SSLError) or isinstance(e, SSLError):
+                    raise Unavailable(f"{what}: TLS with {host} failed: {_reason(e)}") from None
                 attempt += 1
                 if attempt < attempts:
                     self._backoff(attempt)
                     continue
+                if isinstance(cause, TimeoutError) or isinstance(e, TimeoutError):
+                    raise DeadlineExceeded(f"{what}: {host} did not answer within {self.options.timeout:g} s") from None
                 raise Unavailable(f"{what}: cannot reach {host}: {_reason(e)}") from None
             if resp.status == 401 and not authed:
                 challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
@@ -251,7 +270,10 @@ class Session:
         time.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
 
     def close(self) -> None:
-        self._pool.clear()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.clear()
 
 
 def _drain(resp: Any) -> None:
