@@ -9,70 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
+from .. import platforms
 from ..client import Client
-from ..content import Provider, read_blob
+from ..content import Provider
 from ..errors import AlreadyExists, ContainerdError
-from ..images import Descriptor, Image
+from ..images import Descriptor, Image, walk
 from ._common import for_each, format_labels, group, human_bytes, parse_labels, print_table, subcommand
 from ._distribution import add_archive_commands, add_image_commands
-
-INDEXES = frozenset(
-    {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
-)
-MANIFESTS = frozenset(
-    {"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"}
-)
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le"}
-
-
-def _host_platform() -> tuple[str, str]:
-    machine = platform.machine().lower()
-    return "linux", _ARCH.get(machine, machine)
-
-
-def _descriptor(d: Mapping[str, Any]) -> Descriptor:
-    return Descriptor(media_type=d.get("mediaType", ""), digest=d["digest"], size=int(d.get("size", 0)))
-
-
-def _format_platform(p: Mapping[str, Any]) -> str:
-    return "/".join(x for x in (p.get("os", ""), p.get("architecture", ""), p.get("variant", "")) if x)
-
-
-def _walk(store: Provider, desc: Descriptor, host: tuple[str, str]) -> Iterator[Descriptor]:
-    """``desc`` and, for indexes and manifests, the children the host would use."""
-    yield desc
-    if desc.media_type in INDEXES:
-        for m in json.loads(read_blob(store, desc.digest)).get("manifests", []):
-            p = m.get("platform")
-            if p is None or (p.get("os"), p.get("architecture")) == host:
-                yield from _walk(store, _descriptor(m), host)
-    elif desc.media_type in MANIFESTS:
-        manifest = json.loads(read_blob(store, desc.digest))
-        yield _descriptor(manifest["config"])
-        yield from (_descriptor(layer) for layer in manifest.get("layers", []))
 
 
 def image_size(store: Provider, target: Descriptor) -> int:
     """Bytes of everything the image needs on this host: ctr's SIZE column."""
-    return sum(d.size for d in _walk(store, target, _host_platform()))
+    return walk.image_size(store, target, platforms.default_matcher())
 
 
 def image_platforms(store: Provider, target: Descriptor) -> list[str]:
     """The platforms an index lists, or the one a single manifest's config names."""
-    if target.media_type in INDEXES:
-        index = json.loads(read_blob(store, target.digest))
-        found = {_format_platform(m["platform"]) for m in index.get("manifests", []) if m.get("platform")}
-        return sorted(found)
-    if target.media_type in MANIFESTS:
-        config = json.loads(read_blob(store, json.loads(read_blob(store, target.digest))["config"]["digest"]))
-        return [_format_platform(config)]
-    return []
+    return [platforms.format(p) for p in walk.image_platforms(store, target)]
 
 
 def _ls(client: Client, args: argparse.Namespace) -> int:
@@ -88,11 +45,11 @@ def _ls(client: Client, args: argparse.Namespace) -> int:
         except (ContainerdError, ValueError, KeyError, TypeError):
             size = "-"
         try:
-            platforms = ",".join(image_platforms(store, image.target)) or "-"
+            listed = ",".join(image_platforms(store, image.target)) or "-"
         except (ContainerdError, ValueError, KeyError, TypeError):
-            platforms = "-"
+            listed = "-"
         t = image.target
-        rows.append((image.name, t.media_type, t.digest, size, platforms, format_labels(image.labels)))
+        rows.append((image.name, t.media_type, t.digest, size, listed, format_labels(image.labels)))
     print_table(("REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"), rows)
     return 0
 
@@ -137,6 +94,30 @@ def _tag(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(client: Client, args: argparse.Namespace) -> int:
+    """Whether each image's content for this host (or ``--platform``) is all here; exit 1 if any is not."""
+    matcher = platforms.ordered(*map(platforms.parse, args.platform)) if args.platform else platforms.default_matcher()
+    store = client.content
+    rows, incomplete = [], 0
+    for image in client.images.list(args.filters):
+        try:
+            result = walk.check(store, image.target, matcher)
+        except ContainerdError as e:
+            rows.append((image.name, image.target.digest, f"error: {e}", "-"))
+            incomplete += 1
+            continue
+        n, have = len(result.required), len(result.present)
+        status = "complete" if result.available else ("incomplete" if have else "missing")
+        got = sum(d.size for d in result.present)
+        need = sum(d.size for d in result.required)
+        rows.append(
+            (image.name, image.target.digest, f"{status} ({have}/{n})", f"{human_bytes(got)}/{human_bytes(need)}")
+        )
+        incomplete += not result.available
+    print_table(("REF", "DIGEST", "STATUS", "SIZE"), rows)
+    return 1 if incomplete else 0
+
+
 def _rm(client: Client, args: argparse.Namespace) -> int:
     """With ``--sync`` only the last delete waits for the collector, as ctr does."""
     store = client.images
@@ -170,6 +151,9 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="replace a target name that already exists")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("targets", nargs="+", metavar="TARGET")
+    p = subcommand(images, "check", _check, "check that each image's content is all in the store")
+    p.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]", help="check these platforms")
+    p.add_argument("filters", nargs="*", metavar="FILTER", help="e.g. name==docker.io/library/alpine:latest")
     p = subcommand(images, "rm", _rm, "remove images", aliases=["delete", "del", "remove"])
     p.add_argument("--sync", action="store_true", help="wait until the image's unreferenced content is collected")
     p.add_argument("names", nargs="+", metavar="NAME")

@@ -164,7 +164,13 @@ def check(provider: Provider, target: Descriptor, matcher: platforms.Matcher) ->
     try:
         _, manifest = manifest_for(provider, target, matcher)
     except NotFound:
-        return CheckResult(False, [target], [], [target]) if not _has(provider, target.digest) else CheckResult(False)
+        if not _has(provider, target.digest):
+            return CheckResult(False, [target], [], [target])
+        if mt.is_index(target.media_type):  # the index names a manifest for the platform, which is not here
+            kids = parse_index(read_blob(provider, target.digest), target.media_type).manifests
+            wanted = _best(list(kids), matcher)[:1]
+            return CheckResult(False, wanted, [], wanted)
+        return CheckResult(False)
     required = [manifest.config, *manifest.layers]
     present = [d for d in required if _has(provider, d.digest)]
     missing = [d for d in required if d not in present]

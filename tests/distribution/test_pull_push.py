@@ -92,6 +92,9 @@ def test_ctr_against_pycontainerd(pycontainerd_daemon: PycontainerdDaemon, regis
     ref = f"{registry.host}/ctr/busybox:1"
     ctr(d.address, "content", "fetch", "--plain-http", ref)
     assert set(img.images[0].blobs) | {img.digest} == blobs(d.address)  # this host's platform
+    assert "complete (3/3)" in pyctr(d, "images", "check").stdout
+    arm = pyctr(d, "images", "check", "--platform", "linux/arm64", ok=False)
+    assert arm.returncode == 1 and "missing (0/1)" in arm.stdout, arm.stdout
     ctr(d.address, "content", "fetch", "--plain-http", "--all-platforms", ref)
     assert set(img.blobs) == blobs(d.address)
     assert ref in ctr(d.address, "images", "ls", "-q").stdout
