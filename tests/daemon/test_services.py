@@ -31,6 +31,9 @@ PLUGINS = [
     ("io.containerd.grpc.v1", "images"),
     ("io.containerd.grpc.v1", "leases"),
     ("io.containerd.grpc.v1", "namespaces"),
+    ("io.containerd.streaming.v1", "manager"),
+    ("io.containerd.grpc.v1", "streaming"),
+    ("io.containerd.grpc.v1", "transfer"),
     ("io.containerd.grpc.v1", "version"),
     ("io.containerd.grpc.v1", "healthcheck"),
     ("io.containerd.grpc.v1", "introspection"),
@@ -95,7 +98,7 @@ def test_introspection_lists_every_plugin(stubs: Stubs, pycontainerd_daemon: Pyc
     [
         (["type==io.containerd.grpc.v1"], [p for p in PLUGINS if p[0] == "io.containerd.grpc.v1"]),
         (["id==content"], [PLUGINS[0], PLUGINS[3]]),
-        (["type==io.containerd.gc.v1,id==scheduler", "id==version"], [PLUGINS[2], PLUGINS[7]]),
+        (["type==io.containerd.gc.v1,id==scheduler", "id==version"], [PLUGINS[2], PLUGINS[10]]),
         (["id~=^(lea|nam)"], [PLUGINS[5], PLUGINS[6]]),
         (["capabilities==anything"], []),
     ],
