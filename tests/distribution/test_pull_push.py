@@ -9,6 +9,7 @@ from pycontainerd import platforms
 from pycontainerd.client import Client, RegistryOptions
 from pycontainerd.images import walk
 from pycontainerd.transfer import Progress
+from tests.fixtures._faults import FaultyProxy
 from tests.fixtures.containerd import Containerd
 from tests.fixtures.daemon import PycontainerdDaemon
 from tests.fixtures.registry import Registry
@@ -126,3 +127,35 @@ def test_client_side_pull_against_both_daemons(
             c.push(f"{registry.host}/both/back-{int(local)}:1", ref, registry=RegistryOptions(), local=local)
             manifest = json.loads(raw_manifest(registry, f"both/back-{int(local)}:1"))
             assert manifest["mediaType"] == img.media_type
+
+
+def test_chunked_upload_and_resolve_by_digest(
+    pycontainerd_daemon: PycontainerdDaemon, registry: Registry, faulty_proxy: FaultyProxy, tmp_path: Path
+) -> None:
+    """Large blobs go up in PATCH chunks; the registry checks the whole at the end."""
+    import os
+
+    from pycontainerd.remotes.docker import DockerResolver, HostOptions
+    from pycontainerd.transfer import PushOptions, push
+
+    d = pycontainerd_daemon
+    img = image([{"data/random.bin": os.urandom(1 << 20)}])
+    archive = tmp_path / "big.tar"
+    archive.write_bytes(oci_layout_tar(img, "example.com/big/blob:1"))
+    pyctr(d, "images", "import", str(archive))
+    resolver = DockerResolver(HostOptions(chunk_size=100_000))
+    with Client(d.address) as c:
+        target = c.images.get("example.com/big/blob:1").target
+        push(resolver, f"{faulty_proxy.host}/big/blob:1", c.content, target, PushOptions())
+        patches = [p for m, p, _ in faulty_proxy.faults.seen if m == "PATCH"]
+        assert len(patches) >= 10  # a 1 MiB layer in 100 kB chunks
+        name, desc = resolver.resolve(f"{registry.host}/big/blob@{img.digest}")
+        assert (name, desc.digest, desc.size) == (
+            f"{registry.host}/big/blob@{img.digest}",
+            img.digest,
+            len(img.manifest_bytes),
+        )
+    assert raw_manifest(registry, "big/blob:1") == img.manifest_bytes
+    # Pulled back, every blob checks out against its digest.
+    out = pyctr(d, "-n", "back", "images", "pull", "-q", f"{registry.host}/big/blob:1")
+    assert out.stdout.split()[1] == img.digest
