@@ -213,10 +213,8 @@ def pull(
         return client.images.get(name)  # type: ignore[no-any-return]
     matcher = platforms.ordered(*wanted) if wanted else platforms.ALL
     opts = FetchOptions(matcher=matcher, all_metadata=all_metadata, labels=labels or {})
-    with client.lease() as leased:
-        return local_pull(
-            registry.resolver(), name, leased.content, leased.images, opts, progress=progress or _ignore, name=name
-        )
+    with registry.resolver() as resolver, client.lease() as leased:
+        return local_pull(resolver, name, leased.content, leased.images, opts, progress=progress or _ignore, name=name)
 
 
 def push(
@@ -241,14 +239,15 @@ def push(
         return
     record = client.images.get(source)
     matcher = platforms.any_of(*platform_list) if platform_list else platforms.ALL
-    local_push(
-        registry.resolver(),
-        target_ref,
-        client.content,
-        record.target,
-        PushOptions(matcher=matcher),
-        progress=progress or _ignore,
-    )
+    with registry.resolver() as resolver:
+        local_push(
+            resolver,
+            target_ref,
+            client.content,
+            record.target,
+            PushOptions(matcher=matcher),
+            progress=progress or _ignore,
+        )
 
 
 def _ignore(_: Progress) -> None:

@@ -28,7 +28,6 @@ from ..api.services.transfer.v1 import transfer_pb2_grpc as pb_grpc
 from ..api.types.transfer import imagestore_pb2, progress_pb2, registry_pb2
 from ..errors import InvalidArgument, NotFound, NotImplementedYet
 from ..metadata import DB
-from ..remotes import Resolver
 from ..remotes.docker import DockerResolver, HostOptions
 from ..streaming import Manager, Stream
 from ..transfer import FetchOptions, Progress, PushOptions, pull, push
@@ -124,7 +123,7 @@ class TransferService(pb_grpc.TransferServicer):
 
     def _resolver(
         self, namespace: str, src: registry_pb2.RegistryResolver, reference: str, loop: asyncio.AbstractEventLoop
-    ) -> Resolver:
+    ) -> DockerResolver:
         credentials = None
         if src.auth_stream:
             credentials = _credentials(loop, self._streams.get(namespace, src.auth_stream), reference)
@@ -188,7 +187,7 @@ class TransferService(pb_grpc.TransferServicer):
         )
 
         def work() -> None:
-            with self._lease(namespace, lease) as held:
+            with resolver, self._lease(namespace, lease) as held:
                 pull(
                     resolver,
                     src.reference,
@@ -222,15 +221,16 @@ class TransferService(pb_grpc.TransferServicer):
 
         def work() -> None:
             image = self._db.images(namespace).get(src.name)
-            push(
-                resolver,
-                dst.reference,
-                self._db.content(namespace),
-                image.target,
-                opts,
-                progress=progress,
-                cancel=cancel,
-            )
+            with resolver:
+                push(
+                    resolver,
+                    dst.reference,
+                    self._db.content(namespace),
+                    image.target,
+                    opts,
+                    progress=progress,
+                    cancel=cancel,
+                )
 
         return work
 

@@ -281,7 +281,14 @@ class DockerResolver:
         return _Pusher(self._session, parse_normalized(ref))
 
     def close(self) -> None:
+        """Drop the pooled connections."""
         self._session.close()
+
+    def __enter__(self) -> DockerResolver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _declared_type(data: bytes) -> str:
