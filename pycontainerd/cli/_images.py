@@ -107,13 +107,13 @@ def _check(client: Client, args: argparse.Namespace) -> int:
             incomplete += 1
             continue
         n, have = len(result.required), len(result.present)
-        status = "complete" if result.available else ("incomplete" if have else "missing")
+        status = "complete" if result.complete else ("incomplete" if have else "missing")
         got = sum(d.size for d in result.present)
         need = sum(d.size for d in result.required)
         rows.append(
             (image.name, image.target.digest, f"{status} ({have}/{n})", f"{human_bytes(got)}/{human_bytes(need)}")
         )
-        incomplete += not result.available
+        incomplete += not result.complete
     print_table(("REF", "DIGEST", "STATUS", "SIZE"), rows)
     return 1 if incomplete else 0
 

@@ -1,27 +1,39 @@
 """Walking an image: from its target through indexes and manifests to configs and layers.
 
-:func:`children` and the filters are pure: they look at a document already
-in memory.  The read helpers below fetch documents from a content provider
-and answer what ``images ls``, ``images check``, export and push ask: which
-manifest serves a platform, what the image weighs, what is missing.
+:func:`children`, :func:`child_gc_labels` and the platform filters are pure:
+they look at a document already in memory.  The read helpers below fetch
+documents from a content provider and answer what ``images ls``, ``images
+check``, export and push ask — which manifest serves a platform, what the
+image weighs, what is missing — with the rules of containerd's ``images``
+package (1.6), so both daemons give the same answers for the same content.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .. import platforms
 from ..content import Provider, read_blob
-from ..errors import NotFound
+from ..errors import InvalidArgument, NotFound
 from . import Descriptor
 from . import mediatypes as mt
-from .manifest import ImageConfig, Manifest, parse_config, parse_index, parse_manifest
+from .manifest import (
+    MAX_CONFIG_SIZE,
+    MAX_MANIFEST_SIZE,
+    ImageConfig,
+    Manifest,
+    parse_config,
+    parse_index,
+    parse_manifest,
+)
 
 __all__ = [
     "GC_REF_PREFIX",
     "CheckResult",
     "check",
+    "child_gc_key",
     "child_gc_labels",
     "children",
     "config_for",
@@ -36,8 +48,15 @@ __all__ = [
 GC_REF_PREFIX = "containerd.io/gc.ref.content"
 
 
+def _is_document(desc: Descriptor) -> bool:
+    return mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type)
+
+
 def children(desc: Descriptor, data: bytes) -> list[Descriptor]:
-    """What a document references: an index's manifests, a manifest's config then layers; blobs have none."""
+    """What a document references: an index's manifests, a manifest's config then layers.
+
+    Layers, configs and blobs of unknown types have no children (no error), as in containerd.
+    """
     if mt.is_index(desc.media_type):
         return list(parse_index(data, desc.media_type).manifests)
     if mt.is_manifest(desc.media_type):
@@ -46,109 +65,192 @@ def children(desc: Descriptor, data: bytes) -> list[Descriptor]:
     return []
 
 
+def child_gc_key(child: Descriptor) -> str:
+    """The label key stem a parent uses for ``child``; one ending in ``.`` is numbered per stem.
+
+    The kind of the child decides, not the parent's: configs (including
+    checkpoint configs) are ``.config``, image manifests ``.m.``, layers
+    ``.l.``, anything else (a nested index, an artifact blob) plain ``.``.
+    """
+    if mt.is_known_config(child.media_type):
+        return f"{GC_REF_PREFIX}.config"
+    if mt.is_manifest(child.media_type):
+        return f"{GC_REF_PREFIX}.m."
+    if mt.is_layer(child.media_type):
+        return f"{GC_REF_PREFIX}.l."
+    return f"{GC_REF_PREFIX}."
+
+
 def child_gc_labels(desc: Descriptor, kids: Sequence[Descriptor]) -> dict[str, str]:
-    """The labels on ``desc`` that make garbage collection keep ``kids`` while ``desc`` lives."""
+    """The labels a pull writes on ``desc`` so that garbage collection keeps ``kids`` while it lives.
+
+    Each stem counts its own children from 0 (``.m.0``, ``.m.1``, ``.l.0``, ``.0``);
+    a stem without a trailing dot gets a number only from its second use
+    (``.config``, then ``.config1``).  These are containerd's keys, so content
+    pulled by either daemon is collected alike.
+    """
+    del desc  # the children's kinds decide; kept in the signature for the caller's sake
     labels: dict[str, str] = {}
-    if mt.is_manifest(desc.media_type):
-        layer = 0
-        for child in kids:
-            if mt.is_config(child.media_type):
-                labels[f"{GC_REF_PREFIX}.config"] = child.digest
-            else:
-                labels[f"{GC_REF_PREFIX}.l.{layer}"] = child.digest
-                layer += 1
-    elif mt.is_index(desc.media_type):
-        for i, child in enumerate(kids):
-            labels[f"{GC_REF_PREFIX}.m.{i}"] = child.digest
-    else:
-        for i, child in enumerate(kids):
-            labels[f"{GC_REF_PREFIX}.{i}"] = child.digest
+    counts: dict[str, int] = {}
+    for child in kids:
+        key = child_gc_key(child)
+        n = counts.get(key, 0)
+        counts[key] = n + 1
+        labels[f"{key}{n}" if n or key.endswith(".") else key] = child.digest
     return labels
 
 
-def _wanted(desc: Descriptor, matcher: platforms.Matcher) -> bool:
-    return desc.platform is None or matcher.match(desc.platform)
-
-
 def filter_platforms(kids: Sequence[Descriptor], matcher: platforms.Matcher) -> list[Descriptor]:
-    """Drop the manifests (and indexes) for platforms ``matcher`` does not accept; keep all else."""
-    return [d for d in kids if not (mt.is_manifest(d.media_type) or mt.is_index(d.media_type)) or _wanted(d, matcher)]
+    """The descriptors without a platform, and those whose platform ``matcher`` accepts."""
+    return [d for d in kids if d.platform is None or matcher.match(d.platform)]
+
+
+def _preference(matcher: platforms.Matcher, a: Descriptor, b: Descriptor) -> int:
+    """Entries without a platform sort after those with one; otherwise the matcher decides."""
+    if a.platform is None:
+        return 0 if b.platform is None else 1
+    if b.platform is None:
+        return -1
+    if matcher.less(a.platform, b.platform):
+        return -1
+    return 1 if matcher.less(b.platform, a.platform) else 0
 
 
 def limit_manifests(kids: Sequence[Descriptor], matcher: platforms.Matcher, n: int) -> list[Descriptor]:
-    """The ``n`` most preferred manifests (stable order among equals); ``n <= 0`` keeps all."""
-    if n <= 0:
-        return list(kids)
-    manifests = [d for d in kids if mt.is_manifest(d.media_type) or mt.is_index(d.media_type)]
-    others = [d for d in kids if d not in manifests]
-    ranked = sorted(
-        manifests,
-        key=lambda d: sum(1 for o in manifests if o.platform and d.platform and matcher.less(o.platform, d.platform)),
-    )
-    return ranked[:n] + others
+    """An index's entries, most preferred first (index order among equals), at most ``n`` of them.
+
+    ``n <= 0`` only sorts.  With a limit and nothing to choose from, raises
+    NotFound: a pull of an index that has nothing for the platform fails.
+    """
+    ranked = sorted(kids, key=functools.cmp_to_key(functools.partial(_preference, matcher)))
+    if n > 0:
+        if not ranked:
+            raise NotFound("no match for platform in manifest")
+        del ranked[n:]
+    return ranked
 
 
-def _best(kids: list[Descriptor], matcher: platforms.Matcher) -> list[Descriptor]:
-    """The matching manifests of an index, most preferred first."""
-    found = [d for d in filter_platforms(kids, matcher) if mt.is_manifest(d.media_type) or mt.is_index(d.media_type)]
-    return limit_manifests(found, matcher, len(found))
+def _read(provider: Provider, desc: Descriptor, limit: int) -> bytes:
+    if desc.size > limit:
+        raise InvalidArgument(f"{desc.digest}: {desc.media_type} of {desc.size} bytes is over the limit of {limit}")
+    return read_blob(provider, desc.digest)
+
+
+def _read_children(provider: Provider, desc: Descriptor) -> list[Descriptor]:
+    """A document's children read from ``provider``; none for anything else (without reading it)."""
+    if not _is_document(desc):
+        return []
+    return children(desc, _read(provider, desc, MAX_MANIFEST_SIZE))
+
+
+def _read_config(provider: Provider, desc: Descriptor) -> ImageConfig:
+    return parse_config(_read(provider, desc, MAX_CONFIG_SIZE))
 
 
 def manifest_for(provider: Provider, target: Descriptor, matcher: platforms.Matcher) -> tuple[Descriptor, Manifest]:
-    """The manifest an image uses on a platform ``matcher`` accepts; NotFound if none."""
-    if mt.is_manifest(target.media_type):
-        manifest = parse_manifest(read_blob(provider, target.digest), target.media_type)
-        if target.platform is None and matcher is not platforms.ALL:
-            config = parse_config(read_blob(provider, manifest.config.digest))
-            if not matcher.match(config.platform):
-                raise NotFound(f"{target.digest}: no match for platform in manifest")
-        return target, manifest
-    if mt.is_index(target.media_type):
-        index = parse_index(read_blob(provider, target.digest), target.media_type)
-        for candidate in _best(list(index.manifests), matcher):
-            try:
-                return manifest_for(provider, candidate, matcher)
-            except NotFound:
-                continue
-        raise NotFound(f"{target.digest}: no match for platform in manifest")
-    raise NotFound(f"{target.digest}: {target.media_type} is not an image manifest or index")
+    """The manifest an image uses on a platform ``matcher`` accepts, and its descriptor.
+
+    A target that is itself a manifest is returned as it is, whatever its
+    config says.  In an index the most preferred matching entry is taken
+    (nested indexes likewise); an entry without a platform is judged by its
+    config's os and architecture.  NotFound when nothing matches, or when
+    content on the way is missing.
+    """
+    was_index = False
+
+    def visit(desc: Descriptor) -> tuple[Descriptor, Manifest] | None:
+        nonlocal was_index
+        if mt.is_manifest(desc.media_type):
+            manifest = parse_manifest(_read(provider, desc, MAX_MANIFEST_SIZE), desc.media_type)
+            if desc.digest != target.digest:
+                if desc.platform is not None and not matcher.match(desc.platform):
+                    return None
+                if desc.platform is None:
+                    config = _read_config(provider, manifest.config).platform
+                    if not matcher.match(platforms.normalize(platforms.Platform(config.os, config.architecture))):
+                        return None
+            return desc, manifest
+        if mt.is_index(desc.media_type):
+            was_index = True
+            index = parse_index(_read(provider, desc, MAX_MANIFEST_SIZE), desc.media_type)
+            best = limit_manifests(filter_platforms(index.manifests, matcher), matcher, 0)
+            return visit(best[0]) if best else None
+        raise NotFound(f"unexpected media type {desc.media_type} for {desc.digest}: not found")
+
+    found = visit(target)
+    if found is None:
+        if was_index:
+            raise NotFound(f"no match for platform in manifest {target.digest}")
+        raise NotFound(f"manifest {target.digest}: not found")
+    return found
 
 
 def config_for(provider: Provider, target: Descriptor, matcher: platforms.Matcher) -> ImageConfig:
+    """The config of the manifest :func:`manifest_for` picks."""
     _, manifest = manifest_for(provider, target, matcher)
-    return parse_config(read_blob(provider, manifest.config.digest))
+    return _read_config(provider, manifest.config)
+
+
+def _walk_one_platform(provider: Provider, desc: Descriptor, matcher: platforms.Matcher) -> Iterator[Descriptor]:
+    """``desc`` and, depth first, the children of each document, keeping the single best entry of an index."""
+    yield desc
+    kids = filter_platforms(_read_children(provider, desc), matcher)
+    if mt.is_index(desc.media_type):
+        kids = limit_manifests(kids, matcher, 1)
+    for child in kids:
+        yield from _walk_one_platform(provider, child, matcher)
 
 
 def image_size(provider: Provider, target: Descriptor, matcher: platforms.Matcher) -> int:
-    """Bytes of the target, the platform's manifest, its config and layers (``ctr images ls`` SIZE)."""
-    mdesc, manifest = manifest_for(provider, target, matcher)
-    total = manifest.config.size + sum(layer.size for layer in manifest.layers) + mdesc.size
-    return total + (target.size if target.digest != mdesc.digest else 0)
+    """Bytes of the target, the chosen manifest, its config and layers: ``ctr images ls``'s SIZE.
+
+    Each descriptor counts as often as it is listed (a layer listed twice, twice), as in containerd.
+    NotFound when an index has nothing for the platform or a document is missing.
+    """
+    return sum(d.size for d in _walk_one_platform(provider, target, matcher))
 
 
 def image_platforms(provider: Provider, target: Descriptor) -> list[platforms.Platform]:
-    """The platforms an index lists, or the one a single manifest's config names."""
-    if mt.is_index(target.media_type):
-        index = parse_index(read_blob(provider, target.digest), target.media_type)
-        out: list[platforms.Platform] = []
-        for d in index.manifests:
-            if d.platform is not None:
-                p = platforms.normalize(d.platform)
-                if p not in out:
-                    out.append(p)
-        return out
-    if mt.is_manifest(target.media_type):
-        manifest = parse_manifest(read_blob(provider, target.digest), target.media_type)
-        return [platforms.normalize(parse_config(read_blob(provider, manifest.config.digest)).platform)]
-    return []
+    """Every platform the image offers, each once, in the order met.
+
+    An index entry's platform is taken as written (not normalised) and not
+    looked into; a manifest without one is read down to its config, whose os
+    and architecture count, normalised — containerd's ``images.Platforms``.
+    """
+    out: list[platforms.Platform] = []
+
+    def visit(desc: Descriptor) -> None:
+        found: platforms.Platform | None = None
+        if desc.platform is not None:
+            found = desc.platform
+        elif mt.is_config(desc.media_type):
+            p = _read_config(provider, desc).platform
+            found = platforms.normalize(platforms.Platform(p.os, p.architecture))
+        else:
+            for child in _read_children(provider, desc):
+                visit(child)
+        if found is not None and found not in out:
+            out.append(found)
+
+    visit(target)
+    return out
 
 
 @dataclass(frozen=True)
 class CheckResult:
+    """containerd's ``images.Check``: ``available`` says the manifest for the platform was found,
+    so ``required`` is the whole of what the image needs; ``missing`` is what of it is not here.
+    """
+
     available: bool
     required: list[Descriptor] = field(default_factory=list)
     present: list[Descriptor] = field(default_factory=list)
     missing: list[Descriptor] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Everything the image needs on the platform is here (``ctr images check``'s "complete")."""
+        return self.available and not self.missing
 
 
 def _has(provider: Provider, digest: str) -> bool:
@@ -160,25 +262,31 @@ def _has(provider: Provider, digest: str) -> bool:
 
 
 def check(provider: Provider, target: Descriptor, matcher: platforms.Matcher) -> CheckResult:
-    """Whether everything the image needs on the platform is here, as ``ctr images check`` reports."""
+    """Whether the image's content for the platform is here, as ``ctr images check`` asks.
+
+    When the manifest cannot be resolved (missing, or nothing for the
+    platform) the target alone is reported required and missing.  Otherwise
+    the config and layers are required; other errors (a corrupt document)
+    are raised.
+    """
     try:
         _, manifest = manifest_for(provider, target, matcher)
     except NotFound:
-        if not _has(provider, target.digest):
-            return CheckResult(False, [target], [], [target])
-        if mt.is_index(target.media_type):  # the index names a manifest for the platform, which is not here
-            kids = parse_index(read_blob(provider, target.digest), target.media_type).manifests
-            wanted = _best(list(kids), matcher)[:1]
-            return CheckResult(False, wanted, [], wanted)
-        return CheckResult(False)
+        return CheckResult(False, [target], [], [target])
     required = [manifest.config, *manifest.layers]
-    present = [d for d in required if _has(provider, d.digest)]
-    missing = [d for d in required if d not in present]
-    return CheckResult(not missing, required, present, missing)
+    present: list[Descriptor] = []
+    missing: list[Descriptor] = []
+    for desc in required:
+        (present if _has(provider, desc.digest) else missing).append(desc)
+    return CheckResult(True, required, present, missing)
 
 
 def walk(provider: Provider, target: Descriptor, matcher: platforms.Matcher = platforms.ALL) -> Iterator[Descriptor]:
-    """Every descriptor reachable from ``target``, each once, parents before children."""
+    """Every descriptor reachable from ``target``, each digest once, parents before children, depth first.
+
+    Index entries ``matcher`` refuses are skipped with all below them; every
+    document on the way is read (NotFound if one is missing), blobs are not.
+    """
     seen: set[str] = set()
     stack = [target]
     while stack:
@@ -187,8 +295,7 @@ def walk(provider: Provider, target: Descriptor, matcher: platforms.Matcher = pl
             continue
         seen.add(desc.digest)
         yield desc
-        if mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type):
-            kids = children(desc, read_blob(provider, desc.digest))
-            if mt.is_index(desc.media_type):
-                kids = filter_platforms(kids, matcher)
-            stack.extend(reversed(kids))
+        kids = _read_children(provider, desc)
+        if mt.is_index(desc.media_type):
+            kids = filter_platforms(kids, matcher)
+        stack.extend(reversed(kids))

@@ -19,6 +19,17 @@ PACKAGES = [
     "pycontainerd.client",
     "pycontainerd.api.convert",
     "pycontainerd.services.rpc",
+    "pycontainerd.platforms",
+    "pycontainerd.reference",
+    "pycontainerd.images.mediatypes",
+    "pycontainerd.images.manifest",
+    "pycontainerd.images.walk",
+    "pycontainerd.remotes",
+    "pycontainerd.remotes.docker",
+    "pycontainerd.transfer",
+    "pycontainerd.archive",
+    "pycontainerd.streaming",
+    "pycontainerd.api.typeurl",
 ]
 
 
