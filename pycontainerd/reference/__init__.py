@@ -26,7 +26,8 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(rf"^(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_HEX64 = re.compile(r"^[a-f0-9]{64}$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class Reference:
 
 
 def _looks_like_domain(first: str) -> bool:
+    """A first component with a dot or a colon, or ``localhost``, names a registry.
+
+    (Docker also takes one with capitals for a registry; we refuse it as a
+    repository that must be lowercase, which is what its author meant.)
+    """
     return "." in first or ":" in first or first == "localhost"
 
 
@@ -88,7 +94,7 @@ def parse(ref: str) -> Reference:
         raise InvalidArgument(f"invalid reference {ref!r}: repository name must be lowercase")
     if not _PATH.match(path):
         raise InvalidArgument(f"invalid reference {ref!r}: bad repository name {path!r}")
-    if len(domain) + 1 + len(path) > MAX_NAME:
+    if len(domain) + bool(domain) + len(path) > MAX_NAME:
         raise InvalidArgument(f"invalid reference {ref!r}: repository name longer than {MAX_NAME} characters")
     return Reference(domain, path, tag, digest)
 
@@ -96,6 +102,10 @@ def parse(ref: str) -> Reference:
 def parse_normalized(ref: str) -> Reference:
     """Parse ``ref`` the Docker CLI's way: ``busybox`` → ``docker.io/library/busybox:latest``."""
     r = parse(ref)
+    if not r.domain and _HEX64.match(r.path):
+        raise InvalidArgument(
+            f"invalid reference {ref!r}: a 64-character hexadecimal name is ambiguous with an image ID"
+        )
     domain, path = r.domain, r.path
     if not domain:
         domain = DEFAULT_DOMAIN

@@ -13,13 +13,14 @@ from __future__ import annotations
 from ._challenge import Challenge, parse_challenges
 from ._credentials import credentials_from_docker_config
 from ._resolver import DockerResolver
-from ._session import Credentials, HostOptions, registry_host
+from ._session import Credentials, HostOptions, HostsFn, registry_host
 
 __all__ = [
     "Challenge",
     "Credentials",
     "DockerResolver",
     "HostOptions",
+    "HostsFn",
     "credentials_from_docker_config",
     "parse_challenges",
     "registry_host",

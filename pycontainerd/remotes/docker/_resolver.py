@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from http.client import HTTPException
 from types import TracebackType
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin
 
-from urllib3.exceptions import HTTPError, ProtocolError
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
-from ...errors import DeadlineExceeded, InvalidArgument, NotFound, NotImplementedYet, Unavailable
+from ...errors import DeadlineExceeded, InvalidArgument, NotFound, NotImplementedYet, OutOfRange, Unavailable
 from ...images import Descriptor
 from ...images import mediatypes as mt
 from ...reference import Reference, parse_normalized
-from ._session import Credentials, HostOptions, Session, fail, registry_error
+from ._session import USER_AGENT, Credentials, HostOptions, HostsFn, Session, fail, registry_error
 
 __all__ = ["DockerResolver"]
 
@@ -38,34 +39,69 @@ def _pull(ref: Reference) -> list[str]:
 
 
 class _Response:
-    """A streamed response body as a :class:`~pycontainerd.remotes.ReadStream`."""
+    """A streamed response body as a :class:`~pycontainerd.remotes.ReadStream`.
+
+    Bodies without a content coding are read straight from the socket into
+    the caller's buffer (no copies, no per-chunk Python work beyond one
+    call); a connection is returned to the pool only when its body was read
+    to the end, and closed otherwise.
+    """
 
     def __init__(self, resp: Any, what: str, host: str, timeout: float) -> None:
+        """``resp`` None: an empty body."""
         self._resp = resp
         self._what = what
         self._host = host
         self._timeout = timeout
+        self._raw = None
+        self._done = resp is None
+        if resp is not None:
+            coding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+            self._raw = resp._fp if coding == "identity" and resp._fp is not None else None
 
     def read(self, n: int = -1) -> bytes:
-        try:
-            data: bytes = self._resp.read(None if n < 0 else n)
-            return data
-        except (HTTPError, ProtocolError, OSError) as e:
-            raise self._error(e) from None
+        if n < 0:
+            chunks = []
+            while chunk := self.read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        buf = bytearray(n)
+        got = self.readinto(buf)
+        del buf[got:]
+        return bytes(buf)
 
     def readinto(self, buf: bytearray | memoryview) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
+        if self._done or not len(buf):
+            return 0
+        try:
+            if self._raw is not None:
+                n: int = self._raw.readinto(buf)
+                if not n and (self._raw.length or 0) > 0:
+                    raise Unavailable(f"{self._what}: {self._host} closed the connection before the end of the body")
+                if self._raw.isclosed():  # the whole body is in: the connection can serve the next request
+                    self._done = True
+                    return n
+            else:
+                data: bytes = self._resp.read(len(buf))
+                n = len(data)
+                buf[:n] = data
+        except (HTTPError, HTTPException, OSError) as e:
+            raise self._error(e) from None
+        if not n:
+            self._done = True
+        return n
 
     def _error(self, e: Exception) -> Exception:
-        if "timed out" in str(e).lower():
+        if isinstance(e, TimeoutError | ReadTimeoutError) or "timed out" in str(e).lower():
             return DeadlineExceeded(f"{self._what}: {self._host} stopped sending for {self._timeout:g} s")
         return Unavailable(f"{self._what}: connection to {self._host} broke: {e}")
 
     def close(self) -> None:
+        if self._resp is None:
+            return
+        if not self._done:
+            self._resp.close()  # unread bytes would confuse the next request on this connection
         self._resp.release_conn()
-        self._resp.close()
 
     def __enter__(self) -> _Response:
         return self
@@ -83,29 +119,50 @@ class _Fetcher:
 
     def fetch(self, desc: Descriptor, offset: int = 0) -> _Response:
         ref, s = self._ref, self._s
+        what = f"fetch {ref.name}@{desc.digest}"
+        if offset < 0 or offset > desc.size:
+            raise InvalidArgument(f"{what}: offset {offset} outside the blob's {desc.size} bytes")
+        if offset == desc.size and offset > 0:
+            return _Response(None, what, ref.domain, 0.0)  # nothing left to fetch; a registry would answer 416
         document = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type) or mt.is_schema1(desc.media_type)
         kind = "manifests" if document else "blobs"
         url = f"{s.base(ref.domain)}{ref.path}/{kind}/{desc.digest}"
         headers = {"Accept": f"{desc.media_type}, {_ACCEPT}" if document else "*/*"}
         if offset > 0:
             headers["Range"] = f"bytes={offset}-"
-        what = f"fetch {ref.name}@{desc.digest}"
         resp = s.request("GET", url, host=ref.domain, scopes=_pull(ref), headers=headers, stream=True, what=what)
         if resp.status == 404:
             resp.release_conn()
             raise NotFound(f"{what}: not found on {ref.domain}")
+        if resp.status == 416:
+            resp.release_conn()
+            raise OutOfRange(f"{what}: {ref.domain} cannot send from offset {offset}")
         if resp.status not in (200, 206):
             raise fail(resp, what, ref.domain)
-        stream = _Response(resp, what, ref.domain, s.options.timeout)
+        stream = _Response(resp, what, ref.domain, s.options(ref.domain).timeout)
         if offset > 0 and resp.status == 200:  # no range support: skip what we have
-            left = offset
+            left, scratch = offset, memoryview(bytearray(min(offset, 1 << 20)))
             while left > 0:
-                got = stream.read(min(left, 1 << 20))
+                got = stream.readinto(scratch[: min(left, len(scratch))])
                 if not got:
                     stream.close()
                     raise Unavailable(f"{what}: {ref.domain} sent less than the {offset} bytes already held")
-                left -= len(got)
+                left -= got
         return stream
+
+
+def _same_registry(ref: Reference, names: Sequence[str]) -> list[str]:
+    """The repositories among ``names`` (paths, or names with a domain) that live on ``ref``'s registry."""
+    out: list[str] = []
+    for name in names:
+        first, sep, rest = name.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            domain, path = ("docker.io" if first == "index.docker.io" else first), rest
+        else:
+            domain, path = ref.domain, name
+        if domain == ref.domain and path and path != ref.path and path not in out:
+            out.append(path)
+    return out
 
 
 class _Pusher:
@@ -119,7 +176,7 @@ class _Pusher:
     def push(self, desc: Descriptor, open_blob: Callable[[], BinaryIO], mount_from: Sequence[str] = ()) -> str:
         if mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type):
             return self._push_document(desc, open_blob)
-        return self._push_blob(desc, open_blob, [r for r in mount_from if r != self._ref.path])
+        return self._push_blob(desc, open_blob, _same_registry(self._ref, mount_from))
 
     def _push_document(self, desc: Descriptor, open_blob: Callable[[], BinaryIO]) -> str:
         ref, s = self._ref, self._s
@@ -175,7 +232,7 @@ class _Pusher:
             if resp.status != 202 or not resp.headers.get("Location"):
                 raise _push_error(resp, what, ref.domain)
             location = urljoin(base, resp.headers["Location"])
-        chunk = s.options.chunk_size
+        chunk = s.options(ref.domain).chunk_size
         with open_blob() as f:
             if desc.size <= chunk:
                 data = f.read()
@@ -233,8 +290,24 @@ def _push_error(resp: Any, what: str, host: str) -> Exception:
 class DockerResolver:
     """A :class:`~pycontainerd.remotes.Resolver` for registries speaking the distribution API."""
 
-    def __init__(self, hosts: HostOptions | None = None, credentials: Credentials | None = None) -> None:
-        self._session = Session(hosts or HostOptions(), credentials)
+    def __init__(
+        self,
+        hosts: HostOptions | HostsFn | None = None,
+        credentials: Credentials | None = None,
+        *,
+        user_agent: str = USER_AGENT,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> None:
+        """``hosts``: options for every registry, or a function of the registry's name giving them.
+
+        ``credentials(host)`` answers ``(user, password)`` or None, asked only
+        when a registry challenges; ``timeout`` (seconds, per connect and per
+        read) and ``retries`` override those of the host options.
+        """
+        self._session = Session(
+            hosts or HostOptions(), credentials, user_agent=user_agent, timeout=timeout, retries=retries
+        )
 
     def resolve(self, ref: str) -> tuple[str, Descriptor]:
         r = parse_normalized(ref)

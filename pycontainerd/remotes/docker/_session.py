@@ -16,13 +16,14 @@ import json
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
-from urllib3.exceptions import HTTPError, SSLError, TimeoutError
+from urllib3.exceptions import HTTPError, InsecureRequestWarning, NewConnectionError, SSLError, TimeoutError
 
 from ...errors import (
     ContainerdError,
@@ -36,7 +37,7 @@ from ...errors import (
 from ._challenge import Challenge, parse_challenges
 from ._hosts import host_config
 
-__all__ = ["Credentials", "HostOptions", "Session", "registry_error"]
+__all__ = ["Credentials", "HostOptions", "HostsFn", "Session", "endpoint", "is_local", "registry_error"]
 
 Credentials = Callable[[str], tuple[str, str] | None]
 USER_AGENT = "pycontainerd/0.1"
@@ -46,20 +47,58 @@ _LOCAL = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 @dataclass(frozen=True)
 class HostOptions:
-    """How to reach registries: the client's side of containerd's hosts configuration."""
+    """How to reach a registry: the client's side of containerd's hosts configuration."""
 
-    plain_http: bool = False  # HTTP for every host (localhost always uses it)
+    plain_http: bool = False  # HTTP, never TLS
     ca_file: str = ""  # extra CA bundle for HTTPS
     skip_verify: bool = False
     hosts_dir: str = ""  # per-host CAs, skip_verify and headers (containerd's certs.d layout)
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 30.0  # connect and per-read, seconds
-    retries: int = 3
+    retries: int = 3  # further tries of an idempotent request after a 5xx or a connection failure
     chunk_size: int = 16 << 20  # uploads above this go in chunks of this size
 
     def scheme(self, host: str) -> str:
-        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]", maxsplit=1)[0] + "]"
-        return "http" if self.plain_http or name in _LOCAL else "https"
+        """The scheme tried first for ``host`` when no hosts directory names one."""
+        return endpoint(host, self.plain_http, self.ca_file != "" or self.skip_verify)[0]
+
+
+def is_local(host: str) -> bool:
+    """Whether ``host`` (``name[:port]``) is this machine, which containerd reaches over plain HTTP."""
+    return _split_port(host)[0] in _LOCAL
+
+
+def _split_port(host: str) -> tuple[str, str]:
+    if host.count(":") > 1 and not host.startswith("["):  # a bare IPv6 address
+        return host, ""
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        return name + "]", rest.removeprefix(":")
+    name, _, port = host.partition(":")
+    return name, port
+
+
+def endpoint(host: str, plain_http: bool, tls_configured: bool, scheme: str = "") -> tuple[str, bool]:
+    """(scheme, fall back to HTTP) for ``host``, as containerd chooses them.
+
+    An explicit scheme wins; ``plain_http`` means HTTP.  Other hosts get HTTPS.
+    A local registry gets HTTP, unless TLS was configured for it (a CA, or
+    skip_verify): then HTTPS is tried first and HTTP used if the server
+    answers the TLS handshake in plain HTTP, like containerd's HTTP fallback.
+    A local host on port 443 or no port gets HTTPS, on port 80 plain HTTP.
+    """
+    if scheme:
+        return scheme, False
+    if plain_http:
+        return "http", False
+    if not is_local(host):
+        return "https", False
+    port = _split_port(host)[1]
+    if port in ("", "443"):
+        return "https", False
+    if port == "80" or not tls_configured:
+        return "http", False
+    return "https", True
 
 
 def registry_host(domain: str) -> str:
@@ -90,43 +129,108 @@ class _Token:
     expires: float
 
 
-class Session:
-    """Requests to registries with auth and retries; thread-safe, one pool per resolver."""
+@dataclass
+class _Host:
+    """What a session knows about one registry: its options, its pool and the scheme in use."""
 
-    def __init__(self, options: HostOptions, credentials: Credentials | None = None) -> None:
-        self.options = options
+    options: HostOptions
+    pool: urllib3.PoolManager
+    scheme: str
+    netloc: str  # where the API is served (Docker Hub's differs from its name)
+    fallback: bool  # HTTPS first, HTTP if the server does not speak TLS
+    headers: Mapping[str, str]
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.netloc}/v2/"
+
+
+HostsFn = Callable[[str], HostOptions]
+
+
+class Session:
+    """Requests to registries with auth and retries; thread-safe, one pool per registry.
+
+    ``hosts`` is one :class:`HostOptions` for every registry or a function
+    giving each registry's (``docker.io``, ``localhost:5000``); ``timeout``
+    and ``retries``, when given, override the options' own.
+    """
+
+    def __init__(
+        self,
+        hosts: HostOptions | HostsFn,
+        credentials: Credentials | None = None,
+        *,
+        user_agent: str = USER_AGENT,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> None:
+        if isinstance(hosts, HostOptions):
+            every: HostOptions = hosts
+
+            def same(_host: str) -> HostOptions:
+                return every
+
+            self._hosts_fn: HostsFn = same
+        else:
+            self._hosts_fn = hosts
         self._credentials = credentials
-        self._pools: dict[str, urllib3.PoolManager] = {}
+        self._user_agent = user_agent
+        self._timeout_override = timeout
+        self._retries_override = retries
+        self._hosts: dict[str, _Host] = {}
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._basic: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def _pool(self, host: str) -> urllib3.PoolManager:
-        """One pool per registry, with that registry's TLS settings."""
+    def options(self, host: str) -> HostOptions:
+        """The options in force for ``host`` (with this session's timeout and retries)."""
+        return self._host(host).options
+
+    def _host(self, host: str) -> _Host:
         with self._lock:
-            pool = self._pools.get(host)
-            if pool is not None:
-                return pool
-        extra = host_config(self.options.hosts_dir, host)
-        skip = self.options.skip_verify if extra.skip_verify is None else extra.skip_verify
+            known = self._hosts.get(host)
+        if known is not None:
+            return known
+        opts = self._hosts_fn(host)
+        if self._timeout_override is not None:
+            opts = replace(opts, timeout=self._timeout_override)
+        if self._retries_override is not None:
+            opts = replace(opts, retries=self._retries_override)
+        extra = host_config(opts.hosts_dir, host)
+        skip = opts.skip_verify if extra.skip_verify is None else extra.skip_verify
         context = ssl.create_default_context()
         if skip:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        for ca in (self.options.ca_file, *extra.ca_files):
-            if ca:
-                try:
-                    context.load_verify_locations(cafile=ca)
-                except (OSError, ssl.SSLError) as e:
-                    raise InvalidArgument(f"{host}: cannot use CA file {ca}: {e}") from None
-        pool = urllib3.PoolManager(maxsize=16, block=False, ssl_context=context, headers=dict(extra.headers) or None)
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)  # asked for, so no nagging
+        cas = [ca for ca in (opts.ca_file, *extra.ca_files) if ca]
+        for ca in cas:
+            try:
+                context.load_verify_locations(cafile=ca)
+            except (OSError, ssl.SSLError) as e:
+                raise InvalidArgument(f"{host}: cannot use CA file {ca}: {e}") from None
+        netloc = registry_host(host)
+        scheme, fallback = endpoint(netloc, opts.plain_http, bool(cas) or skip, extra.scheme)
+        pool = urllib3.PoolManager(maxsize=16, block=False, ssl_context=context)
+        entry = _Host(opts, pool, scheme, netloc, fallback, {**opts.headers, **extra.headers})
         with self._lock:
-            return self._pools.setdefault(host, pool)
+            return self._hosts.setdefault(host, entry)
 
     def base(self, host: str) -> str:
-        h = registry_host(host)
-        scheme = host_config(self.options.hosts_dir, host).scheme or self.options.scheme(h)
-        return f"{scheme}://{h}/v2/"
+        """The ``/v2/`` URL of ``host`` (a reference's domain)."""
+        return self._host(host).base
+
+    def _fall_back(self, h: _Host) -> None:
+        """Switch ``h`` to plain HTTP for good (URLs made before are rewritten as they are used)."""
+        with self._lock:
+            h.scheme, h.fallback = "http", False
+
+    @staticmethod
+    def _rewrite(h: _Host, url: str) -> str:
+        if h.scheme == "http" and url.startswith(f"https://{h.netloc}/"):
+            return "http://" + url.removeprefix("https://")
+        return url
 
     # -- auth ----------------------------------------------------------------
 
@@ -170,17 +274,20 @@ class Session:
             query.append(("service", challenge.params["service"]))
         wanted = list(scopes) or ([challenge.params["scope"]] if challenge.params.get("scope") else [])
         query += [("scope", s) for s in wanted]
-        headers = {"User-Agent": USER_AGENT}
+        headers = {"User-Agent": self._user_agent}
         if creds is not None and creds[0] != "<token>":
             query.append(("account", creds[0]))
             headers["Authorization"] = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        h = self._host(host)
         try:
-            resp = self._pool(host).request("GET", url, headers=headers, timeout=self._timeout(), retries=False)
+            resp = h.pool.request("GET", url, headers=headers, timeout=self._timeout(h), retries=False)
+        except NewConnectionError as e:  # a TimeoutError to urllib3, though usually a refusal
+            raise Unavailable(f"{host}: cannot reach the token server at {realm}: {_reason(e)}") from None
         except TimeoutError:
             raise DeadlineExceeded(f"{host}: the token server at {realm} did not answer in time") from None
         except HTTPError as e:
-            raise Unavailable(f"{host}: cannot reach the token server at {realm}: {e}") from None
+            raise Unavailable(f"{host}: cannot reach the token server at {realm}: {_reason(e)}") from None
         if resp.status in (401, 403):
             who = f"as {creds[0]!r}" if creds else "without credentials"
             raise Unauthenticated(f"{host}: authentication {who} refused by {realm} ({registry_error(resp)})")
@@ -201,8 +308,9 @@ class Session:
 
     # -- requests ------------------------------------------------------------
 
-    def _timeout(self) -> urllib3.Timeout:
-        return urllib3.Timeout(connect=self.options.timeout, read=self.options.timeout)
+    @staticmethod
+    def _timeout(h: _Host) -> urllib3.Timeout:
+        return urllib3.Timeout(connect=h.options.timeout, read=h.options.timeout)
 
     def request(
         self,
@@ -218,35 +326,43 @@ class Session:
     ) -> Any:
         """One request, authenticated and retried as it allows; the response (unread when ``stream``)."""
         what = what or f"{method} {url}"
-        attempts = self.options.retries + 1 if method in _IDEMPOTENT else 1
+        h = self._host(host)
+        timeout = h.options.timeout
+        attempts = h.options.retries + 1 if method in _IDEMPOTENT else 1
         authed = False
         attempt = 0
         while True:
-            hdrs = {"User-Agent": USER_AGENT, **self.options.headers, **(headers or {})}
+            url = self._rewrite(h, url)
+            hdrs = {"User-Agent": self._user_agent, **h.headers, **(headers or {})}
             auth = self._cached(host, scopes)
             if auth:
                 hdrs["Authorization"] = auth
             try:
-                resp = self._pool(host).request(
+                resp = h.pool.request(
                     method,
                     url,
                     headers=hdrs,
                     body=body,
                     preload_content=not stream,
-                    timeout=self._timeout(),
+                    timeout=self._timeout(h),
                     retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
                 )
             except HTTPError as e:
                 cause = getattr(e, "reason", None) or e  # urllib3 wraps the failure of its last try
                 if isinstance(cause, SSLError) or isinstance(e, SSLError):
-                    raise Unavailable(f"{what}: TLS with {host} failed: {_reason(e)}") from None
+                    if h.fallback and _speaks_http(e):
+                        self._fall_back(h)
+                        continue
+                    raise Unavailable(f"{what}: TLS with {h.netloc} failed: {_reason(e)}") from None
                 attempt += 1
                 if attempt < attempts:
                     self._backoff(attempt)
                     continue
-                if isinstance(cause, TimeoutError) or isinstance(e, TimeoutError):
-                    raise DeadlineExceeded(f"{what}: {host} did not answer within {self.options.timeout:g} s") from None
-                raise Unavailable(f"{what}: cannot reach {host}: {_reason(e)}") from None
+                refused = isinstance(cause, NewConnectionError) or isinstance(e, NewConnectionError)
+                if not refused and (isinstance(cause, TimeoutError) or isinstance(e, TimeoutError)):
+                    raise DeadlineExceeded(f"{what}: {h.netloc} did not answer within {timeout:g} s") from None
+                tries = f" (after {attempt} tries)" if attempt > 1 else ""
+                raise Unavailable(f"{what}: cannot reach {h.netloc}{tries}: {_reason(e)}") from None
             if resp.status == 401 and not authed:
                 challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
                 _drain(resp)
@@ -255,10 +371,10 @@ class Session:
                 continue
             if resp.status == 401:
                 _drain(resp)
-                raise Unauthenticated(f"{what}: {host} refused the credentials ({registry_error(resp)})")
+                raise Unauthenticated(f"{what}: {h.netloc} refused the credentials ({registry_error(resp)})")
             if resp.status == 403:
                 _drain(resp)
-                raise PermissionDenied(f"{what}: {host} denied access ({registry_error(resp)})")
+                raise PermissionDenied(f"{what}: {h.netloc} denied access ({registry_error(resp)})")
             if (resp.status >= 500 or resp.status == 429) and attempt + 1 < attempts:
                 attempt += 1
                 _drain(resp)
@@ -267,13 +383,19 @@ class Session:
             return resp
 
     def _backoff(self, attempt: int) -> None:
-        time.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
+        time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
 
     def close(self) -> None:
         with self._lock:
-            pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            pool.clear()
+            hosts, self._hosts = list(self._hosts.values()), {}
+        for h in hosts:
+            h.pool.clear()
+
+
+def _speaks_http(e: Exception) -> bool:
+    """Whether a TLS failure came from a server that answered in plain HTTP."""
+    text = str(getattr(e, "reason", None) or e).upper()
+    return "WRONG_VERSION_NUMBER" in text or "RECORD LAYER FAILURE" in text or "HTTP_REQUEST" in text
 
 
 def _drain(resp: Any) -> None:
