@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 import grpc
@@ -31,7 +32,7 @@ from google.protobuf.empty_pb2 import Empty
 from ..api.convert import info_to_pb, status_to_pb, time_from_pb, timestamp
 from ..api.services.content.v1 import content_pb2 as pb
 from ..api.services.content.v1 import content_pb2_grpc as pb_grpc
-from ..content import Info, ReaderAt, Store, Writer, validate_digest
+from ..content import Info, ReaderAt, Store, Writer, read_blob, validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, OutOfRange, Unknown
 from ..metadata import DB, ContentStore
 from .rpc import field_paths, guarded, namespace_and_lease, offload
@@ -40,6 +41,7 @@ __all__ = ["READ_CHUNK", "ContentService"]
 
 READ_CHUNK = 1 << 20
 SMALL_READ = 64 << 10
+MAX_CACHED_INFOS = 100_000
 LIST_BATCH = 1000  # a few hundred KiB per message: far below the 16 MiB limit, few stream writes
 
 
@@ -50,13 +52,61 @@ def _digest_arg(digest: str) -> str:
         raise InvalidArgument(f"{digest!r} failed validation") from None
 
 
+class _SmallBlobs:
+    """Whole small blobs (manifests, configs) by digest, least recently used out first.
+
+    Blobs never change, so an entry is never stale; whether the caller's
+    namespace may see the blob is decided by the Info lookup before it.
+    """
+
+    def __init__(self, budget: int = 16 << 20) -> None:
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self._budget = budget
+        self._used = 0
+
+    def get(self, digest: str) -> bytes | None:
+        data = self._blobs.get(digest)
+        if data is not None:
+            self._blobs.move_to_end(digest)
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        if digest in self._blobs or len(data) > self._budget // 64:
+            return
+        self._blobs[digest] = data
+        self._used += len(data)
+        while self._used > self._budget:
+            _, old = self._blobs.popitem(last=False)
+            self._used -= len(old)
+
+
 class ContentService(pb_grpc.ContentServicer):
-    """Adapter from the Content API to ``DB.content(namespace, lease)``."""
+    """Adapter from the Content API to ``DB.content(namespace, lease)``.
+
+    ``ctr images ls`` asks for the Info and the bytes of every manifest and
+    config, thousands of calls each time: Info records are kept per
+    namespace until its content generation changes, and small blobs are kept
+    by digest, so repeated listings touch neither SQLite nor the disk.
+    """
 
     def __init__(self, db: DB) -> None:
         self._db = db
         # Each namespace's unfiltered list as last sent, with the generation it was made at.
         self._lists: dict[str, tuple[int, list[pb.ListContentResponse]]] = {}
+        self._infos: dict[str, tuple[int, dict[str, Info]]] = {}
+        self._small = _SmallBlobs()
+
+    def _info(self, store: ContentStore, digest: str) -> Info:
+        """``store.info(digest)``, answered from the namespace's cache while its generation holds."""
+        generation = self._db.generation("content", store.namespace)
+        cached = self._infos.get(store.namespace)
+        if cached is None or cached[0] != generation or len(cached[1]) > MAX_CACHED_INFOS:
+            cached = (generation, {})
+            self._infos[store.namespace] = cached
+        info = cached[1].get(digest)
+        if info is None:
+            info = cached[1][digest] = store.info(digest)
+        return info
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ContentServicer_to_server(guarded(self), server)
@@ -67,7 +117,7 @@ class ContentService(pb_grpc.ContentServicer):
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoResponse:
         digest = _digest_arg(request.digest)
         store = self._store(context)
-        return pb.InfoResponse(info=info_to_pb(store.info(digest)))  # a point lookup: no thread hop
+        return pb.InfoResponse(info=info_to_pb(self._info(store, digest)))  # a point lookup: no thread hop
 
     async def Update(self, request: pb.UpdateRequest, context: grpc.aio.ServicerContext) -> pb.UpdateResponse:
         digest = _digest_arg(request.info.digest)
@@ -115,6 +165,19 @@ class ContentService(pb_grpc.ContentServicer):
         digest = _digest_arg(request.digest)
         store = self._store(context)
         if 0 < request.size <= SMALL_READ:  # manifests and configs: cheaper than a thread hop
+            info = self._info(store, digest)  # NotFound here if the namespace cannot see it
+            whole = self._small.get(digest) if info.size <= SMALL_READ else None
+            if whole is None and info.size <= SMALL_READ:
+                whole = read_blob(store, digest)
+                self._small.put(digest, whole)
+            if whole is not None:
+                offset = max(request.offset, 0)
+                if offset > len(whole):
+                    raise OutOfRange(f"read past object length {len(whole)} bytes")
+                chunk = whole[offset : offset + request.size]
+                if chunk:
+                    yield pb.ReadContentResponse(offset=0, data=chunk)
+                return
             reader, start, end, data = _open_read(store, digest, request.offset, request.size)
         else:
             reader, start, end, data = await offload(_open_read, store, digest, request.offset, request.size)

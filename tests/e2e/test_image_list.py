@@ -50,3 +50,37 @@ def test_content_list_follows_every_change(pycontainerd_daemon: PycontainerdDaem
             assert [i.digest for i in other.content.walk()] == [a]
         # The lease is gone and its content collected: the list says so.
         assert list(c.content.walk()) == []
+
+
+def test_cached_info_and_small_reads_follow_changes(pycontainerd_daemon: PycontainerdDaemon) -> None:
+    """Info and small reads are served from caches; every change and every namespace boundary still shows."""
+    import pytest
+
+    from pycontainerd.content import write_blob
+    from pycontainerd.content.helpers import read_blob
+    from pycontainerd.errors import NotFound
+
+    with Client(pycontainerd_daemon.address) as c:
+        data = b'{"hello": "manifest"}'
+        with c.lease() as leased:
+            digest = write_blob(leased.content, "small", data, labels={"containerd.io/gc.root": "x"})
+        for _ in range(3):
+            assert c.content.info(digest).labels == {"containerd.io/gc.root": "x"}
+            assert read_blob(c.content, digest) == data
+        r = c.content.reader_at(digest)
+        assert r.read_at(3, 5) == data[3:8]
+        assert r.read_at(len(data), 5) == b""
+        r.close()
+        info = c.content.info(digest)
+        c.content.update(type(info)(digest, info.size, info.created_at, info.updated_at, {"k": "v"}), ["labels"])
+        assert c.content.info(digest).labels == {"k": "v"}
+        other = c.with_namespace("elsewhere")
+        with pytest.raises(NotFound):
+            other.content.info(digest)
+        with pytest.raises(NotFound):
+            read_blob(other.content, digest)
+        c.content.delete(digest)
+        with pytest.raises(NotFound):
+            c.content.info(digest)
+        with pytest.raises(NotFound):
+            read_blob(c.content, digest)
