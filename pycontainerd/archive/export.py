@@ -28,6 +28,7 @@ from ..errors import InvalidArgument, NotFound
 from ..images import Descriptor, Image, walk
 from ..images import mediatypes as mt
 from ..reference import parse_normalized
+from ..transfer.progress import Progress, ProgressFunc, Throttle, discard, ref_key
 from ._names import familiar, oci_ref_name
 
 __all__ = ["ExportOptions", "export"]
@@ -41,6 +42,7 @@ class ExportOptions:
     format: Literal["oci", "docker"] = "oci"
     matcher: platforms.Matcher = field(default_factory=platforms.default_matcher)
     docker_manifest: bool = True  # with the OCI layout, also Docker's manifest.json
+    progress: ProgressFunc = discard
 
 
 def _blob_path(digest: str) -> str:
@@ -51,7 +53,8 @@ def _blob_path(digest: str) -> str:
 class _Writer:
     """A tar stream that holds each blob once."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, progress: ProgressFunc = discard) -> None:
+        self._progress = progress
         self._tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self._written: set[str] = set()
         self._dirs: set[str] = set()
@@ -81,8 +84,14 @@ class _Writer:
         parts = path.split("/")
         for i in range(1, len(parts)):
             self.directory("/".join(parts[:i]))
+        name, throttle = ref_key(desc), Throttle()
+
+        def on_read(offset: int) -> None:
+            if throttle.due():
+                self._progress(Progress("exporting", name, progress=offset, total=desc.size, desc=desc))
+
         try:
-            f = open_blob(provider, desc.digest)
+            f = open_blob(provider, desc.digest, on_read)
         except NotFound:
             raise NotFound(
                 f"{image or 'image'}: {desc.digest} ({desc.media_type}) is not in the content store;"
@@ -90,6 +99,7 @@ class _Writer:
             ) from None
         with f:
             self._tar.addfile(self._info(path, desc.size), f)
+        self._progress(Progress("complete", name, progress=desc.size, total=desc.size, desc=desc))
         return path
 
     def close(self) -> None:
@@ -112,7 +122,7 @@ def export(provider: Provider, images: Sequence[Image], out: BinaryIO, opts: Exp
         raise InvalidArgument("nothing to export: name at least one image")
     for image in images:
         parse_normalized(image.name)  # an export must be importable under the same name
-    w = _Writer(out)
+    w = _Writer(out, opts.progress)
     try:
         docker: list[dict[str, object]] = []
         if opts.format == "oci":

@@ -31,6 +31,7 @@ from ..images import Store as ImageStore
 from ..images import mediatypes as mt
 from ..images.manifest import MAX_MANIFEST_SIZE, parse_index
 from ..reference import parse_normalized
+from ..transfer.progress import Progress, ProgressFunc, Throttle, discard, ref_key
 from .export import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION
 
 __all__ = ["ImportOptions", "import_archive"]
@@ -47,6 +48,7 @@ class ImportOptions:
     index_name: str = ""  # also record the archive's whole index under this name
     matcher: platforms.Matcher = field(default_factory=lambda: platforms.ALL)
     labels: Mapping[str, str] = field(default_factory=dict)
+    progress: ProgressFunc = discard
 
 
 class _Archive:
@@ -109,9 +111,10 @@ def _blob_name(digest: str) -> str:
 
 
 class _Importer:
-    def __init__(self, archive: _Archive, store: ContentStore) -> None:
+    def __init__(self, archive: _Archive, store: ContentStore, progress: ProgressFunc = discard) -> None:
         self.archive = archive
         self.store = store
+        self.progress = progress
 
     def exists(self, desc: Descriptor) -> bool:
         try:
@@ -124,17 +127,24 @@ class _Importer:
         m = self.archive.member(name)
         if m.size != desc.size:
             raise InvalidArgument(f"{name}: {m.size} bytes in the archive, the descriptor says {desc.size}")
+        key = ref_key(desc)
         try:
             w = open_writer(self.store, f"import-{desc.digest}", total=desc.size, expected=desc.digest)
         except AlreadyExists:
+            self.progress(Progress("already exists", key, progress=desc.size, total=desc.size, desc=desc))
             return
+        throttle, done = Throttle(), 0
         try:
             if w.status().offset:
                 w.truncate(0)
             with self.archive.open(name) as f:
                 while chunk := f.read(COPY):
                     w.write(chunk)
+                    done += len(chunk)
+                    if throttle.due():
+                        self.progress(Progress("importing", key, progress=done, total=desc.size, desc=desc))
             w.commit(size=desc.size, expected=desc.digest, labels=labels)
+            self.progress(Progress("complete", key, progress=desc.size, total=desc.size, desc=desc))
         except AlreadyExists:
             pass
         except FailedPrecondition as e:
@@ -200,7 +210,7 @@ def _name_for(annotations: Mapping[str, str], base_name: str) -> str:
 def _oci(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list[Image]:
     raw = archive.read("index.json", MAX_MANIFEST_SIZE)
     index = parse_index(raw, mt.OCI_INDEX)
-    imp = _Importer(archive, store)
+    imp = _Importer(archive, store, opts.progress)
     named: list[Image] = []
     seen: set[str] = set()
     for entry in index.manifests:
@@ -247,7 +257,7 @@ def _docker(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list
         raise InvalidArgument(f"manifest.json: not JSON: {e}") from None
     if not isinstance(entries, list):
         raise InvalidArgument("manifest.json: expected a list of images")
-    imp = _Importer(archive, store)
+    imp = _Importer(archive, store, opts.progress)
     named: list[Image] = []
     for i, entry in enumerate(entries):
         config_name, layer_names, tags = _docker_entry(entry, i)

@@ -31,7 +31,9 @@ from ._common import human_size, parse_labels, report, subcommand
 
 __all__ = ["add_archive_commands", "add_content_commands", "add_image_commands"]
 
-_BLOB_STATES = frozenset({"waiting", "downloading", "uploading", "complete", "already exists", "mounted"})
+_BLOB_STATES = frozenset(
+    {"waiting", "downloading", "uploading", "exporting", "importing", "complete", "already exists", "mounted"}
+)
 _DONE_STATES = frozenset({"complete", "already exists", "mounted"})
 
 
@@ -180,16 +182,21 @@ def _export(client: Client, args: argparse.Namespace) -> int:
     else:
         matcher = platforms.ordered(*ps) if ps else platforms.default_matcher()
     records = [client.images.get(str(parse_normalized(ref))) for ref in args.refs]
-    opts = ExportOptions(format=args.format, matcher=matcher)
     if args.file == "-":
-        export(client.content, records, sys.stdout.buffer, opts)
+        with _display(args.quiet) as progress:
+            export(
+                client.content,
+                records,
+                sys.stdout.buffer,
+                ExportOptions(args.format, matcher, progress=progress or _ignore),
+            )
         sys.stdout.buffer.flush()
         return 0
     directory = os.path.dirname(os.path.abspath(args.file))
     fd, tmp = tempfile.mkstemp(prefix=".pyctr-export-", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as out:
-            export(client.content, records, out, opts)
+        with os.fdopen(fd, "wb") as out, _display(args.quiet) as progress:
+            export(client.content, records, out, ExportOptions(args.format, matcher, progress=progress or _ignore))
         os.replace(tmp, args.file)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -200,13 +207,15 @@ def _export(client: Client, args: argparse.Namespace) -> int:
 
 def _import(client: Client, args: argparse.Namespace) -> int:
     """Read images from an OCI layout or Docker archive (``-``: stdin) and record them."""
-    opts = ImportOptions(
-        base_name=args.base_name,
-        index_name=args.index_name,
-        matcher=platforms.ALL if not args.platform else platforms.ordered(*_platforms(args)),
-        labels=parse_labels(args.label),
-    )
     with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(_display(args.quiet))
+        opts = ImportOptions(
+            base_name=args.base_name,
+            index_name=args.index_name,
+            matcher=platforms.ALL if not args.platform else platforms.ordered(*_platforms(args)),
+            labels=parse_labels(args.label),
+            progress=progress or _ignore,
+        )
         if args.file == "-":
             src: Any = stack.enter_context(tempfile.TemporaryFile())
             shutil.copyfileobj(sys.stdin.buffer, src, 1 << 20)
@@ -224,6 +233,10 @@ def _import(client: Client, args: argparse.Namespace) -> int:
         report("the archive holds no named image (name them with --base-name or --index-name)")
         return 1
     return 0
+
+
+def _ignore(_: Progress) -> None:
+    pass
 
 
 def _registry_flags(p: argparse.ArgumentParser) -> None:
@@ -254,6 +267,7 @@ def add_image_commands(images: Any) -> None:
 
 def add_archive_commands(images: Any) -> None:
     p = subcommand(images, "export", _export, "write images to a tar archive (OCI layout or docker save format)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--format", choices=("oci", "docker"), default="oci", help="archive format (default: oci)")
     p.add_argument("--all-platforms", action="store_true", help="every platform (all must be in the store)")
     p.add_argument(
@@ -262,6 +276,7 @@ def add_archive_commands(images: Any) -> None:
     p.add_argument("file", metavar="FILE", help="the archive to write; - for stdout")
     p.add_argument("refs", nargs="+", metavar="REF")
     p = subcommand(images, "import", _import, "read images from a tar archive (OCI layout or docker save format)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.add_argument("--base-name", default="", metavar="NAME", help="name for entries that carry only a tag")
     p.add_argument("--index-name", default="", metavar="NAME", help="also record the archive's index as NAME")
     p.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]", help="only these platforms")

@@ -52,11 +52,13 @@ def test_oci_round_trip_keeps_digests(pycontainerd_daemon: PycontainerdDaemon, t
     ref = "example.com/multi/busybox:1"
     skopeo("copy", "--all", f"oci:{layout}:{ref}", f"oci-archive:{archive}:{ref}")
 
-    out = pyctr(d, "images", "import", str(archive)).stdout
-    assert f"example.com/multi/busybox:1 {img.digest}" in out
+    r = pyctr(d, "images", "import", str(archive))
+    assert f"example.com/multi/busybox:1 {img.digest}" in r.stdout
+    assert "layer-sha256:" in r.stderr and ": complete" in r.stderr  # progress, a line per blob
 
     exported = tmp_path / "out.tar"
-    pyctr(d, "images", "export", "--all-platforms", str(exported), "example.com/multi/busybox:1")
+    r = pyctr(d, "images", "export", "--all-platforms", str(exported), "example.com/multi/busybox:1")
+    assert f"index-{img.digest}: complete" in r.stderr
     assert set(blobs_of(exported)) == set(img.blobs)
     with tarfile.open(exported) as tar:
         f = tar.extractfile("index.json")
@@ -122,12 +124,12 @@ def test_bad_archives_leave_nothing(pycontainerd_daemon: PycontainerdDaemon, tmp
     bad = data.replace(good, good[:-1] + bytes([good[-1] ^ 0xFF]))
     archive = tmp_path / "bad.tar"
     archive.write_bytes(bad)
-    r = pyctr(d, "images", "import", str(archive), ok=False)
+    r = pyctr(d, "images", "import", "-q", str(archive), ok=False)
     assert r.returncode != 0
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "digest" in r.stderr
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all" * 100)
-    r = pyctr(d, "images", "import", str(tmp_path / "junk.tar"), ok=False)
+    r = pyctr(d, "images", "import", "-q", str(tmp_path / "junk.tar"), ok=False)
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     with Client(d.address) as c:
         assert c.images.list() == []
@@ -142,5 +144,5 @@ def test_bad_archives_leave_nothing(pycontainerd_daemon: PycontainerdDaemon, tmp
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
     (tmp_path / "m.tar").write_bytes(buf.getvalue())
-    r = pyctr(d, "images", "import", str(tmp_path / "m.tar"), ok=False)
+    r = pyctr(d, "images", "import", "-q", str(tmp_path / "m.tar"), ok=False)
     assert "manifest.json" in r.stderr and len(r.stderr.strip().splitlines()) == 1
