@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, BinaryIO
 
@@ -26,7 +26,7 @@ from ..content import Store as ContentStore
 from ..content import validate_digest
 from ..content.helpers import open_writer, write_blob
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from ..images import Descriptor, Image, walk
+from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
 from ..images import mediatypes as mt
 from ..images.manifest import MAX_MANIFEST_SIZE, parse_index
@@ -322,7 +322,6 @@ def import_archive(
     images: ImageStore,
     src: BinaryIO,
     opts: ImportOptions | None = None,
-    record: Callable[[Image], Image] | None = None,
 ) -> list[Image]:
     """Import every image in the archive ``src`` (seekable) and record the named ones; returns the records."""
     opts = opts or ImportOptions()
@@ -333,15 +332,4 @@ def import_archive(
         found = _docker(archive, store, opts)
     else:
         raise InvalidArgument("neither an OCI image layout (index.json) nor a Docker archive (manifest.json)")
-    save = record or _recorder(images)
-    return [save(image) for image in found]
-
-
-def _recorder(images: ImageStore) -> Callable[[Image], Image]:
-    def record(image: Image) -> Image:
-        try:
-            return images.create(image)
-        except AlreadyExists:
-            return images.update(image)
-
-    return record
+    return [save(images, image) for image in found]

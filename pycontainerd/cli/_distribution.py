@@ -123,16 +123,15 @@ def _platforms(args: argparse.Namespace) -> list[platforms.Platform]:
     return [platforms.parse(p) for spec in args.platform for p in spec.split(",") if p]
 
 
-def _pull(client: Client, args: argparse.Namespace) -> int:
-    """Fetch an image and all it needs for the platforms asked (default: this host)."""
-    if args.all_platforms and args.platform:
-        raise InvalidArgument("--platform and --all-platforms cannot be used together")
+def _pull_and_print(
+    client: Client, args: argparse.Namespace, ps: list[platforms.Platform], every: bool, metadata: bool
+) -> int:
     with _display(args.quiet) as progress:
         image = client.pull(
             args.ref,
-            platforms=_platforms(args),
-            all_platforms=args.all_platforms,
-            all_metadata=not args.skip_metadata,
+            platforms=ps,
+            all_platforms=every,
+            all_metadata=metadata,
             registry=_registry(args),
             labels=parse_labels(args.label),
             progress=progress,
@@ -140,23 +139,19 @@ def _pull(client: Client, args: argparse.Namespace) -> int:
         )
     print(f"{image.name} {image.target.digest}")
     return 0
+
+
+def _pull(client: Client, args: argparse.Namespace) -> int:
+    """Fetch an image and all it needs for the platforms asked (default: this host)."""
+    if args.all_platforms and args.platform:
+        raise InvalidArgument("--platform and --all-platforms cannot be used together")
+    return _pull_and_print(client, args, _platforms(args), args.all_platforms, not args.skip_metadata)
 
 
 def _fetch(client: Client, args: argparse.Namespace) -> int:
     """Fetch every platform of an image (or those asked) and record it, as ``ctr content fetch`` does."""
     ps = _platforms(args)
-    with _display(args.quiet) as progress:
-        image = client.pull(
-            args.ref,
-            platforms=ps,
-            all_platforms=not ps,
-            registry=_registry(args),
-            labels=parse_labels(args.label),
-            progress=progress,
-            local=args.local,
-        )
-    print(f"{image.name} {image.target.digest}")
-    return 0
+    return _pull_and_print(client, args, ps, not ps, False)
 
 
 def _push(client: Client, args: argparse.Namespace) -> int:

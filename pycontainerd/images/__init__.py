@@ -14,7 +14,7 @@ from typing import Protocol
 
 from ..platforms import Platform
 
-__all__ = ["Descriptor", "Image", "Store"]
+__all__ = ["Descriptor", "Image", "Store", "save"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,13 @@ class Store(Protocol):
     def delete(self, name: str) -> None:
         """Raises NotFound."""
         ...
+
+
+def save(store: Store, image: Image) -> Image:
+    """Create the record, or replace the one of that name: what a pull or an import does with its result."""
+    from ..errors import AlreadyExists
+
+    try:
+        return store.create(image)
+    except AlreadyExists:
+        return store.update(image)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -26,7 +26,7 @@ from ..content import Info, read_blob, validate_digest
 from ..content import Store as ContentStore
 from ..content.helpers import open_writer
 from ..errors import AlreadyExists, Canceled, FailedPrecondition, InvalidArgument, NotFound, NotImplementedYet
-from ..images import Descriptor, Image, walk
+from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
 from ..images import mediatypes as mt
 from ..images.manifest import MAX_MANIFEST_SIZE
@@ -331,23 +331,12 @@ def pull(
     progress: ProgressFunc = discard,
     cancel: threading.Event | None = None,
     name: str = "",
-    record: Callable[[Image], Image] | None = None,
 ) -> Image:
     """Fetch ``ref`` and create or update the image record ``name`` (default: the resolved name)."""
     opts = opts or FetchOptions()
     resolved, root = fetch(resolver, ref, store, opts, progress=progress, cancel=cancel)
     image = Image(name=name or resolved, target=root, labels=dict(opts.labels))
-    saved = (record or _recorder(images))(image)
+    saved = save(images, image)
     progress(Progress(event="saved", name=saved.name, desc=root))
     progress(Progress(event=f"Completed pull from {resolved}"))
     return saved
-
-
-def _recorder(images: ImageStore) -> Callable[[Image], Image]:
-    def record(image: Image) -> Image:
-        try:
-            return images.create(image)
-        except AlreadyExists:
-            return images.update(image)
-
-    return record
