@@ -153,26 +153,26 @@ def _transfer(
     progress: ProgressFunc | None,
 ) -> None:
     streams: list[_Stream] = []
-    threads: list[threading.Thread] = []
+    watcher: threading.Thread | None = None
     try:
         req = transfer_pb2.TransferRequest()
         if progress is not None:
             s = _Stream(conn)
             streams.append(s)
-            threads.append(_watch(s, progress))
+            watcher = _watch(s, progress)
             req.options.progress_stream = s.id
         if registry.credentials is not None:
             s = _Stream(conn)
             streams.append(s)
-            threads.append(_answer(s, registry.credentials))
+            _answer(s, registry.credentials)
             remote.resolver.auth_stream = s.id  # the message itself: protobuf copies on assignment
         req.source.CopyFrom(typeurl.pack(source))
         req.destination.CopyFrom(typeurl.pack(destination))
         stub = conn.stub(transfer_pb2_grpc.TransferStub)
         with translated():
             stub.Transfer(req, metadata=conn.metadata)  # no deadline: a pull takes as long as it takes
-        for t in threads[:1] if progress is not None else ():
-            t.join(5.0)  # the daemon closes the progress stream after the last event
+        if watcher is not None:
+            watcher.join(5.0)  # the daemon closes the progress stream after the last event
     finally:
         for s in streams:
             s.close()
