@@ -18,13 +18,13 @@ import hashlib
 import json
 import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
 from .. import platforms
 from ..content import Store as ContentStore
 from ..content import validate_digest
-from ..content.helpers import open_writer, write_blob
+from ..content.helpers import ensure_labels, open_writer, write_blob
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
@@ -183,14 +183,7 @@ class _Importer:
         labels = walk.child_gc_labels(desc, children)
         if not self.exists(desc):
             self.copy(desc, name, labels)
-        self.label(desc, labels)
-
-    def label(self, desc: Descriptor, labels: Mapping[str, str]) -> None:
-        """Make sure ``desc`` carries ``labels`` here: a blob shared from another namespace has none of them."""
-        info = self.store.info(desc.digest)
-        missing = {k: v for k, v in labels.items() if info.labels.get(k) != v}
-        if missing:
-            self.store.update(replace(info, labels={**info.labels, **missing}), [f"labels.{k}" for k in missing])
+        ensure_labels(self.store, desc.digest, labels)  # a blob shared from another namespace has none
 
 
 def _name_for(annotations: Mapping[str, str], base_name: str) -> str:
@@ -225,7 +218,7 @@ def _oci(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list[Im
         desc = Descriptor(mt.OCI_INDEX, digest, len(data))
         labels = walk.child_gc_labels(desc, list(index.manifests))
         write_blob(store, f"import-{digest}", data, expected=digest, labels=labels)
-        _Importer(archive, store).label(desc, labels)
+        ensure_labels(store, digest, labels)
         named.append(Image(name=str(parse_normalized(opts.index_name)), target=desc, labels=dict(opts.labels)))
     return named
 
@@ -286,7 +279,7 @@ def _docker(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list
         mdesc = Descriptor(mt.DOCKER_MANIFEST, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
         labels = walk.child_gc_labels(mdesc, [config, *layers])
         write_blob(store, f"import-{mdesc.digest}", data, mdesc.digest, labels)
-        imp.label(mdesc, labels)
+        ensure_labels(store, mdesc.digest, labels)
         for tag in tags:
             named.append(Image(name=str(parse_normalized(tag)), target=mdesc, labels=dict(opts.labels)))
     return named

@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import BinaryIO
 
 from ..errors import AlreadyExists, Unavailable
-from ._types import Ingester, Provider, ReaderAt, Writer
+from ._types import Ingester, Manager, Provider, ReaderAt, Writer
 
 CHUNK = 1 << 20
 
@@ -60,6 +61,22 @@ def write_blob(
     if w.status().offset:
         w.truncate(0)
     return copy_into(w, (data[i : i + CHUNK] for i in range(0, len(data), CHUNK)), len(data), expected, labels)
+
+
+def ensure_labels(
+    store: Manager, digest: str, labels: Mapping[str, str], merge: Callable[[str, str, str], str] | None = None
+) -> None:
+    """Give an existing blob ``labels``, changing only those that differ (one Info, at most one Update).
+
+    A blob another namespace shared into this one, or one an earlier pull
+    wrote, lacks the labels this caller needs.  ``merge(old, new)`` combines a
+    value already there with the wanted one (``key, old, new``), for list-valued labels.
+    """
+    info = store.info(digest)
+    wanted = {k: merge(k, info.labels.get(k, ""), v) if merge else v for k, v in labels.items()}
+    changed = {k: v for k, v in wanted.items() if info.labels.get(k) != v}
+    if changed:
+        store.update(replace(info, labels={**info.labels, **changed}), [f"labels.{k}" for k in changed])
 
 
 def read_blob(store: Provider, digest: str) -> bytes:

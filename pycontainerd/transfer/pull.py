@@ -22,9 +22,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from .. import platforms
-from ..content import Info, read_blob, validate_digest
 from ..content import Store as ContentStore
-from ..content.helpers import open_writer
+from ..content import read_blob, validate_digest
+from ..content.helpers import ensure_labels, open_writer
 from ..errors import AlreadyExists, Canceled, FailedPrecondition, InvalidArgument, NotFound, NotImplementedYet
 from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
@@ -185,40 +185,27 @@ class _Fetch:
 
     def commit_document(self, desc: Descriptor, data: bytes, labels: dict[str, str]) -> None:
         try:
-            info = self.store.info(desc.digest)
-        except NotFound:
-            pass
-        else:
-            self.update_labels(info.labels, desc, labels)
-            return
-        labels[self.source_key] = self.source_repo
-        try:
             w = open_writer(self.store, ref_key(desc), total=desc.size, expected=desc.digest)
         except AlreadyExists:
-            self.update_labels(self.store.info(desc.digest).labels, desc, labels)
+            self.update_labels(desc, labels)
             return
         try:
             if w.status().offset:
                 w.truncate(0)
             w.write(data)
-            w.commit(size=desc.size, expected=desc.digest, labels=labels)
+            w.commit(size=desc.size, expected=desc.digest, labels={**labels, self.source_key: self.source_repo})
         except AlreadyExists:
-            self.update_labels(self.store.info(desc.digest).labels, desc, labels)
+            self.update_labels(desc, labels)
         finally:
             w.close()
 
-    def update_labels(self, current: Mapping[str, str], desc: Descriptor, wanted: Mapping[str, str]) -> None:
+    def update_labels(self, desc: Descriptor, wanted: Mapping[str, str]) -> None:
         """Add gc references and this repository as a source to a blob that already exists."""
-        labels = dict(wanted)
-        labels[self.source_key] = _merge_sources(current.get(self.source_key, ""), self.source_repo)
-        changed = {k: v for k, v in labels.items() if current.get(k) != v}
-        if not changed:
-            return
-        info = self.store.info(desc.digest)
-        self.store.update(
-            Info(info.digest, info.size, info.created_at, info.updated_at, {**info.labels, **changed}),
-            [f"labels.{k}" for k in changed],
-        )
+
+        def merge(key: str, old: str, new: str) -> str:
+            return _merge_sources(old, new) if key == self.source_key and old else new
+
+        ensure_labels(self.store, desc.digest, {**wanted, self.source_key: self.source_repo}, merge)
 
     # -- layers and configs: streamed into resumable ingests ----------------
 
@@ -227,7 +214,7 @@ class _Fetch:
         try:
             w = open_writer(self.store, ref, total=desc.size, expected=desc.digest)
         except AlreadyExists:
-            self.update_labels(self.store.info(desc.digest).labels, desc, {})
+            self.update_labels(desc, {})
             self.report("already exists", desc, desc.size, parent)
             return
         try:
