@@ -13,5 +13,16 @@ from .gc import GCStats, Scheduler
 from .images import ImageStore
 from .leases import LeaseManager
 from .namespaces import NamespaceStore
+from .snapshots import SnapshotStore
 
-__all__ = ["DB", "ContentStore", "GCConfig", "GCStats", "ImageStore", "LeaseManager", "NamespaceStore", "Scheduler"]
+__all__ = [
+    "DB",
+    "ContentStore",
+    "GCConfig",
+    "GCStats",
+    "ImageStore",
+    "LeaseManager",
+    "NamespaceStore",
+    "Scheduler",
+    "SnapshotStore",
+]

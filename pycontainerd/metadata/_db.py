@@ -13,11 +13,13 @@ import contextlib
 import pathlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from .. import content as content_api
+from ..errors import InvalidArgument, quote
 from ..namespaces import validate_namespace
+from ..snapshots import Snapshotter
 from . import _schema
 
 
@@ -33,9 +35,16 @@ class GCConfig:
 class DB:
     """Namespaced records over one physical content store."""
 
-    def __init__(self, path: pathlib.Path, backend: content_api.Store, gc_config: GCConfig | None = None) -> None:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        backend: content_api.Store,
+        gc_config: GCConfig | None = None,
+        snapshotters: Mapping[str, Snapshotter] | None = None,
+    ) -> None:
         from .gc import Scheduler
 
+        self.snapshotters: dict[str, Snapshotter] = dict(snapshotters or {})
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.backend = backend
@@ -116,6 +125,13 @@ class DB:
     def images(self, namespace: str) -> ImageStore:
         return ImageStore(self, validate_namespace(namespace))
 
+    def snapshotter(self, name: str, namespace: str, lease: str | None = None) -> SnapshotStore:
+        """Namespace ``namespace``'s view of snapshotter ``name``; InvalidArgument when none is loaded by that name."""
+        backend = self.snapshotters.get(name)
+        if backend is None:
+            raise InvalidArgument(f"snapshotter not loaded: {quote(name)}")
+        return SnapshotStore(self, name, backend, validate_namespace(namespace), lease or None)
+
     def leases(self, namespace: str) -> LeaseManager:
         return LeaseManager(self, validate_namespace(namespace))
 
@@ -144,3 +160,4 @@ from .gc import GCStats  # noqa: E402
 from .images import ImageStore  # noqa: E402
 from .leases import LeaseManager  # noqa: E402
 from .namespaces import NamespaceStore  # noqa: E402
+from .snapshots import SnapshotStore  # noqa: E402

@@ -11,6 +11,8 @@ One SQLite file (WAL) holds every namespaced record::
     images(namespace, name, media_type, digest, size, annotations, labels, created_ns, updated_ns)
     leases(namespace, id, created_ns, labels)
     lease_resources(namespace, lease, type, id)
+    snapshots(id, namespace, snapshotter, key, kind, parent, labels, created_ns, updated_ns)
+        -- a namespace's snapshot; the backend knows it as '<namespace>/<id>/<key>'
 
 Labels and annotations are JSON objects.  Times are integer nanoseconds
 since the epoch, UTC.  ``MIGRATIONS[i]`` takes the schema from version i to
@@ -73,6 +75,21 @@ MIGRATIONS: tuple[str, ...] = (
         id TEXT NOT NULL,
         PRIMARY KEY (namespace, lease, type, id)
     );
+    """,
+    """
+    CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        snapshotter TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        parent TEXT NOT NULL DEFAULT '',
+        labels TEXT NOT NULL DEFAULT '{}',
+        created_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        UNIQUE (namespace, snapshotter, key)
+    );
+    CREATE INDEX snapshots_parent ON snapshots (namespace, snapshotter, parent);
     """,
 )
 

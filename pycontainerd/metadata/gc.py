@@ -1,10 +1,13 @@
 """Garbage collection: mark from the roots, sweep the rest.
 
-Roots are images (their targets), content labelled ``containerd.io/gc.root``,
-the resources of unexpired leases, and ingests opened without a lease.  Content
-references more content through ``containerd.io/gc.ref.content[.<suffix>]``
-labels and snapshots through ``containerd.io/gc.ref.snapshot.<snapshotter>``.
-A lease labelled ``containerd.io/gc.flat`` holds only what it lists.
+Roots are images (their targets), content and snapshots labelled
+``containerd.io/gc.root``, the resources of unexpired leases, and ingests
+opened without a lease.  Content and snapshots reference content through
+``containerd.io/gc.ref.content[.<suffix>]`` labels and snapshots through
+``containerd.io/gc.ref.snapshot.<snapshotter>``; a snapshot also keeps its
+parent.  A lease labelled ``containerd.io/gc.flat`` holds only what it lists.
+Backend snapshots that no record names any more are removed children first,
+then each snapshotter cleans up.
 
 :func:`mark` is pure; :func:`collect` reads the graph from the database and
 sweeps, holding the database lock so no commit interleaves.
@@ -12,8 +15,10 @@ sweeps, holding the database lock so no commit interleaves.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ContainerdError, NotFound
 from ..leases import LABEL_EXPIRE, LABEL_FLAT
+from ..snapshots import Info
 from ._util import load_labels
 
 if TYPE_CHECKING:
@@ -44,6 +50,7 @@ class GCStats:
     blobs_removed: int = 0
     ingests_removed: int = 0
     leases_removed: int = 0
+    snapshots_removed: int = 0
     duration: float = 0.0
 
 
@@ -113,10 +120,26 @@ def collect(db: DB) -> GCStats:
             ("ingests", ns, ref) for ns, ref in conn.execute("SELECT namespace, ref FROM ingests WHERE leased = 0")
         ]
 
+        snap_rows: dict[Node, tuple[int, str, dict[str, str]]] = {}
+        for sid, ns, snapshotter, key, parent, labels in conn.execute(
+            "SELECT id, namespace, snapshotter, key, parent, labels FROM snapshots"
+        ):
+            node = ("snapshots/" + snapshotter, ns, key)
+            lab = load_labels(labels)
+            snap_rows[node] = (sid, parent, lab)
+            if LABEL_ROOT in lab:
+                roots.append(node)
+
         def refs(node: Node) -> Iterable[Node]:
             if node[0] == "content":
                 return references(node[1], labels_of.get((node[1], node[2]), {}))
-            return ()
+            row = snap_rows.get(node)
+            if row is None:
+                return ()
+            out = list(references(node[1], row[2]))
+            if row[1]:
+                out.append((node[0], node[1], row[1]))
+            return out
 
         live = mark(roots, refs) | flat
 
@@ -131,6 +154,8 @@ def collect(db: DB) -> GCStats:
             if ("ingests", ns, ref) not in live
         ]
         conn.executemany("DELETE FROM ingests WHERE namespace = ? AND ref = ?", [(n, r) for n, r, _ in dead_ingests])
+        dead_snaps = [row[0] for node, row in snap_rows.items() if node not in live]
+        conn.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in dead_snaps])
         kept_blobs = {d for (d,) in conn.execute("SELECT DISTINCT digest FROM content")}
         kept_ingests = {r for (r,) in conn.execute("SELECT backend_ref FROM ingests")}
 
@@ -151,18 +176,61 @@ def collect(db: DB) -> GCStats:
                     ingests_removed += 1
                 except ContainerdError as e:
                     log.warning("gc: could not remove ingest %s: %s", st.ref, e)
+        snapshots_removed = _sweep_snapshots(db, conn)
     for ns in {ns for ns, _ in dead_content}:
         db.bump("content", ns)
+    for node in snap_rows:
+        if snap_rows[node][0] in set(dead_snaps):
+            db.bump("snapshots", node[1])
     stats = GCStats(
         content_removed=len(dead_content),
         blobs_removed=blobs_removed,
         ingests_removed=ingests_removed,
         leases_removed=len(expired),
+        snapshots_removed=snapshots_removed,
         duration=time.monotonic() - start,
     )
-    if stats.content_removed or stats.blobs_removed or stats.ingests_removed or stats.leases_removed:
+    if any(
+        (stats.content_removed, stats.blobs_removed, stats.ingests_removed, stats.leases_removed, snapshots_removed)
+    ):
         log.info("gc: %s", stats)
     return stats
+
+
+def _depth(infos: Mapping[str, Info], key: str) -> int:
+    d = 0
+    while key in infos and infos[key].parent:
+        key = infos[key].parent
+        d += 1
+    return d
+
+
+def _sweep_snapshots(db: DB, conn: sqlite3.Connection) -> int:
+    """Remove backend snapshots that no record names, deepest first; then let each backend clean up."""
+    from .snapshots import backend_key
+
+    removed = 0
+    for name, backend in db.snapshotters.items():
+        wanted = {
+            backend_key(ns, sid, key)
+            for sid, ns, key in conn.execute("SELECT id, namespace, key FROM snapshots WHERE snapshotter = ?", (name,))
+        }
+        infos = {i.name: i for i in backend.walk()}
+        doomed = [k for k in infos if k not in wanted]
+        if not doomed:
+            continue
+
+        for key in sorted(doomed, key=functools.partial(_depth, infos), reverse=True):
+            try:
+                backend.remove(key)
+                removed += 1
+            except ContainerdError as e:
+                log.warning("gc: could not remove snapshot %s from %s: %s", key, name, e)
+        try:
+            backend.cleanup()
+        except ContainerdError as e:
+            log.warning("gc: snapshotter %s could not clean up: %s", name, e)
+    return removed
 
 
 class Scheduler:

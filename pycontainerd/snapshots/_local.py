@@ -1,0 +1,186 @@
+"""What the snapshotters that keep trees in local directories share.
+
+Each snapshot has a directory ``<root>/snapshots/<id>``; a subclass says
+what goes in it (:meth:`LocalSnapshotter._populate`), which tree holds the
+snapshot's own changes (:meth:`LocalSnapshotter._upper`) and how it is
+mounted (:meth:`LocalSnapshotter._mounts_of`).  Removal renames the
+directory out of the id space inside the records' transaction, then deletes
+it; :meth:`cleanup` deletes anything a crash left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pathlib
+import shutil
+import stat
+from collections.abc import Iterator, Mapping, Sequence
+
+from ..errors import Unknown
+from ..mount import Mount
+from ._types import Info, Kind, Usage
+from .storage import MetaStore, Snapshot
+
+__all__ = ["LocalSnapshotter", "disk_usage"]
+
+log = logging.getLogger(__name__)
+
+_REMOVING = "rm-"
+
+
+def disk_usage(root: pathlib.Path) -> Usage:
+    """Blocks and distinct inodes under ``root`` (root itself included), without following links."""
+    seen: set[tuple[int, int]] = set()
+    size = 0
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        return Usage()
+    seen.add((st.st_dev, st.st_ino))
+    size += st.st_blocks * 512
+    stack = [os.fspath(root)]
+    while stack:
+        path = stack.pop()
+        try:
+            it = os.scandir(path)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                ident = (st.st_dev, st.st_ino)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                size += st.st_blocks * 512
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(e.path)
+    return Usage(size=size, inodes=len(seen))
+
+
+def _rmtree(path: pathlib.Path) -> None:
+    def onerror(fn: object, p: str, excinfo: tuple[type[BaseException], BaseException, object]) -> None:
+        exc = excinfo[1]
+        # Read-only directories inside a tree (a layer may ship them) are made writable and retried.
+        if isinstance(exc, PermissionError):
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.dirname(p), 0o700)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    os.unlink(p)
+                return
+        log.warning("snapshots: could not remove %s: %s", p, exc)
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+class LocalSnapshotter:
+    """A snapshotter whose snapshots are directories under ``root``; see the module docstring."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.snapshots_dir = root / "snapshots"
+        self.snapshots_dir.mkdir(mode=0o700, exist_ok=True)
+        self._ms = MetaStore(root / "metadata.db")
+
+    # What subclasses provide
+
+    def _populate(self, snap: Snapshot, path: pathlib.Path) -> None:
+        """Fill a new snapshot's directory (already created, empty)."""
+        raise NotImplementedError
+
+    def _upper(self, id_: str) -> pathlib.Path:
+        """The tree holding this snapshot's own files."""
+        raise NotImplementedError
+
+    def _mounts_of(self, snap: Snapshot) -> list[Mount]:
+        raise NotImplementedError
+
+    # Helpers
+
+    def _dir(self, id_: str) -> pathlib.Path:
+        return self.snapshots_dir / id_
+
+    def _create(self, kind: Kind, key: str, parent: str, labels: Mapping[str, str] | None) -> list[Mount]:
+        with self._ms.write() as tx:
+            snap = tx.create(kind, key, parent, labels)
+            path = self._dir(snap.id)
+            if path.exists():  # an id reused after a crash between rename and delete
+                _rmtree(path)
+            path.mkdir(mode=0o700)
+            try:
+                self._populate(snap, path)
+            except BaseException:
+                _rmtree(path)
+                raise
+        return self._mounts_of(snap)
+
+    # The Snapshotter protocol
+
+    def stat(self, key: str) -> Info:
+        with self._ms.read() as tx:
+            return tx.info(key)[1]
+
+    def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+        with self._ms.write() as tx:
+            return tx.update(info, fieldpaths)
+
+    def usage(self, key: str) -> Usage:
+        with self._ms.read() as tx:
+            id_, info, usage = tx.info(key)
+        if info.kind == Kind.COMMITTED:
+            return usage
+        return disk_usage(self._upper(id_))
+
+    def mounts(self, key: str) -> list[Mount]:
+        with self._ms.read() as tx:
+            snap = tx.get(key)
+        return self._mounts_of(snap)
+
+    def prepare(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
+        return self._create(Kind.ACTIVE, key, parent, labels)
+
+    def view(self, key: str, parent: str = "", labels: Mapping[str, str] | None = None) -> list[Mount]:
+        return self._create(Kind.VIEW, key, parent, labels)
+
+    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+        with self._ms.write() as tx:
+            snap = tx.get(key)
+            usage = disk_usage(self._upper(snap.id))
+            tx.commit(key, name, usage, labels)
+
+    def remove(self, key: str) -> None:
+        with self._ms.write() as tx:
+            id_, _ = tx.remove(key)
+            path = self._dir(id_)
+            doomed = self.snapshots_dir / (_REMOVING + id_)
+            try:
+                os.rename(path, doomed)
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                raise Unknown(f"remove snapshot {key!r}: {e.strerror}") from None
+        _rmtree(doomed)
+
+    def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
+        with self._ms.read() as tx:
+            infos = tx.walk(filters)
+        yield from infos
+
+    def cleanup(self) -> None:
+        """Delete directories that no record names: removals a crash interrupted, snapshots never recorded."""
+        with self._ms.write() as tx:  # the writer's lock: no snapshot is being created meanwhile
+            ids = tx.ids()
+            for entry in os.scandir(self.snapshots_dir):
+                if entry.name not in ids:
+                    _rmtree(pathlib.Path(entry.path))
+
+    def close(self) -> None:
+        self._ms.close()
