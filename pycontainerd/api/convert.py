@@ -17,10 +17,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ..content import Info, Status
 from ..images import Descriptor, Image
 from ..leases import Lease
+from ..mount import Mount
+from ..snapshots import Info as SnapshotInfo
+from ..snapshots import Kind
 from .services.content.v1 import content_pb2
 from .services.images.v1 import images_pb2
 from .services.leases.v1 import leases_pb2
-from .types import descriptor_pb2
+from .services.snapshots.v1 import snapshots_pb2
+from .types import descriptor_pb2, mount_pb2
 
 __all__ = [
     "EPOCH",
@@ -32,6 +36,10 @@ __all__ = [
     "info_to_pb",
     "lease_from_pb",
     "lease_to_pb",
+    "mount_from_pb",
+    "mount_to_pb",
+    "snapshot_info_from_pb",
+    "snapshot_info_to_pb",
     "status_from_pb",
     "status_to_pb",
     "time_from_pb",
@@ -133,3 +141,34 @@ def lease_to_pb(lease: Lease) -> leases_pb2.Lease:
 
 def lease_from_pb(m: leases_pb2.Lease) -> Lease:
     return Lease(id=m.id, created_at=time_from_pb(m.created_at), labels=dict(m.labels))
+
+
+def mount_to_pb(m: Mount) -> mount_pb2.Mount:
+    return mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=list(m.options))
+
+
+def mount_from_pb(m: mount_pb2.Mount) -> Mount:
+    return Mount(type=m.type, source=m.source, options=tuple(m.options), target=m.target)
+
+
+def snapshot_info_to_pb(info: SnapshotInfo) -> snapshots_pb2.Info:
+    return snapshots_pb2.Info(
+        name=info.name,
+        parent=info.parent,
+        kind=int(info.kind),  # type: ignore[arg-type]
+        created_at=timestamp(info.created_at),
+        updated_at=timestamp(info.updated_at),
+        labels=dict(info.labels),
+    )
+
+
+def snapshot_info_from_pb(m: snapshots_pb2.Info) -> SnapshotInfo:
+    kind = Kind(m.kind) if m.kind in tuple(Kind) else Kind.UNKNOWN
+    return SnapshotInfo(
+        name=m.name,
+        kind=kind,
+        parent=m.parent,
+        labels=dict(m.labels),
+        created_at=time_from_pb(m.created_at),
+        updated_at=time_from_pb(m.updated_at),
+    )

@@ -13,10 +13,12 @@ starts, and the init function receives the checked values as ``ic.config``.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..content.local import LocalStore
+from ..errors import FailedPrecondition
 from ..metadata import DB, GCConfig, Scheduler
 from ..plugin import InitContext, PluginType, Registration, Registry
 from ..services.content import ContentService
@@ -27,11 +29,23 @@ from ..services.leases import LeasesService
 from ..services.namespaces import NamespacesService
 from ..services.streaming import StreamingService
 from ..services.transfer import TransferService
+from ..services.snapshots import SnapshotsService
 from ..services.version import VersionService
+from ..snapshots import Snapshotter
+from ..snapshots.native import NativeSnapshotter
+from ..snapshots.overlay import OverlaySnapshotter, check_overlay
 from ..streaming import Manager as StreamManager
 from .config import Duration
 
-__all__ = ["BUILTINS", "Builtin", "GCSchedulerConfig", "MetadataConfig", "registry"]
+__all__ = [
+    "BUILTINS",
+    "Builtin",
+    "GCSchedulerConfig",
+    "MetadataConfig",
+    "SnapshotterConfig",
+    "SnapshotsServiceConfig",
+    "registry",
+]
 
 CONTENT_ID = "content"
 METADATA_ID = "sqlite"
@@ -81,6 +95,59 @@ class GCSchedulerConfig:
             raise ValueError("interval: must be positive")
 
 
+@dataclass(frozen=True)
+class SnapshotterConfig:
+    """``[plugins."io.containerd.snapshotter.v1.<id>"]``: where the snapshots live (default: the plugin's root)."""
+
+    root_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.root_path and not self.root_path.startswith("/"):
+            raise ValueError(f"root_path: {self.root_path!r} must be an absolute path")
+
+
+@dataclass(frozen=True)
+class SnapshotsServiceConfig:
+    """``[plugins."io.containerd.service.v1.snapshots-service"]``: the snapshotter clients get by default.
+
+    pyctr and the Transfer service's unpack read it from this plugin's
+    exports (``ctr plugins ls -d`` shows it); containerd's ``ctr`` has its own
+    default, overlayfs.
+    """
+
+    default: str = "overlayfs"
+
+    def __post_init__(self) -> None:
+        if not self.default:
+            raise ValueError("default: must name a snapshotter")
+
+
+def _snapshotter_root(ic: InitContext) -> pathlib.Path:
+    root = str(ic.config.get("root_path") or "")
+    path = pathlib.Path(root) if root else ic.root
+    ic.properties["root"] = str(path)
+    return path
+
+
+def _init_overlay(ic: InitContext) -> OverlaySnapshotter:
+    root = _snapshotter_root(ic)
+    check_overlay(root)
+    return OverlaySnapshotter(root)
+
+
+def _init_native(ic: InitContext) -> NativeSnapshotter:
+    return NativeSnapshotter(_snapshotter_root(ic))
+
+
+def _init_snapshots_service_core(ic: InitContext) -> SnapshotsServiceConfig:
+    db = ic.get(PluginType.METADATA, DB)
+    default = str(ic.config.get("default", "overlayfs"))
+    if default not in db.snapshotters:
+        raise FailedPrecondition(f"default snapshotter {default!r} is not loaded")
+    ic.properties["default"] = default
+    return SnapshotsServiceConfig(default=default)
+
+
 def _init_content(ic: InitContext) -> LocalStore:
     ic.properties["root"] = str(ic.root)
     return LocalStore(ic.root)
@@ -92,7 +159,10 @@ def _init_metadata(ic: InitContext) -> DB:
     ic.root.mkdir(mode=0o711, parents=True, exist_ok=True)
     ic.properties["path"] = str(path)
     ic.properties["policy"] = str(ic.config.get("content_sharing_policy", "shared"))
-    return DB(path, backend)
+    snapshotters = {
+        id_: sn for id_, sn in ic.plugins.get_all(PluginType.SNAPSHOT).items() if isinstance(sn, Snapshotter)
+    }
+    return DB(path, backend, snapshotters=snapshotters)
 
 
 def _init_gc(ic: InitContext) -> Scheduler:
@@ -130,6 +200,11 @@ def _init_leases_service(ic: InitContext) -> object:
     return LeasesService(ic.get(PluginType.METADATA, DB))
 
 
+def _init_snapshots_service(ic: InitContext) -> object:
+    ic.get(PluginType.GC, Scheduler)  # removed snapshots leave their backend through the collector
+    return SnapshotsService(ic.get(PluginType.METADATA, DB))
+
+
 def _init_namespaces_service(ic: InitContext) -> object:
     return NamespacesService(ic.get(PluginType.METADATA, DB))
 
@@ -164,8 +239,15 @@ _META_GC = (PluginType.METADATA, PluginType.GC)
 
 BUILTINS: tuple[Builtin, ...] = (
     Builtin(Registration(type=PluginType.CONTENT, id=CONTENT_ID, init=_init_content)),
+    Builtin(Registration(type=PluginType.SNAPSHOT, id="native", init=_init_native), SnapshotterConfig),
+    Builtin(Registration(type=PluginType.SNAPSHOT, id="overlayfs", init=_init_overlay), SnapshotterConfig),
     Builtin(
-        Registration(type=PluginType.METADATA, id=METADATA_ID, requires=(PluginType.CONTENT,), init=_init_metadata),
+        Registration(
+            type=PluginType.METADATA,
+            id=METADATA_ID,
+            requires=(PluginType.CONTENT, PluginType.SNAPSHOT),
+            init=_init_metadata,
+        ),
         MetadataConfig,
     ),
     Builtin(Registration(type=PluginType.GC, id="scheduler", requires=_META, init=_init_gc), GCSchedulerConfig),
@@ -173,6 +255,11 @@ BUILTINS: tuple[Builtin, ...] = (
     _grpc("images", _META_GC, _init_images_service),
     _grpc("leases", _META_GC, _init_leases_service),
     _grpc("namespaces", _META, _init_namespaces_service),
+    Builtin(
+        Registration(type=PluginType.SERVICE, id="snapshots-service", requires=_META, init=_init_snapshots_service_core),
+        SnapshotsServiceConfig,
+    ),
+    _grpc("snapshots", _META_GC, _init_snapshots_service),
     Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
     _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
     _grpc("transfer", (*_META_GC, PluginType.STREAMING), _init_transfer_service),

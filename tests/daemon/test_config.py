@@ -175,7 +175,7 @@ def test_plugin_sections_are_checked_before_anything_starts(tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match="content_sharing_policy"):
         Server(cfg)
-    cfg = _load(tmp_path, 'version = 2\nrequired_plugins = ["io.containerd.snapshotter.v1.overlayfs"]')
+    cfg = _load(tmp_path, 'version = 2\nrequired_plugins = ["io.containerd.snapshotter.v1.zfs"]')
     with pytest.raises(ConfigError, match="required_plugins"):
         Server(cfg)
 

@@ -25,12 +25,16 @@ from tests.fixtures.daemon import DaemonFactory, PycontainerdDaemon
 
 PLUGINS = [
     ("io.containerd.content.v1", "content"),
+    ("io.containerd.snapshotter.v1", "native"),
+    ("io.containerd.snapshotter.v1", "overlayfs"),
     ("io.containerd.metadata.v1", "sqlite"),
     ("io.containerd.gc.v1", "scheduler"),
     ("io.containerd.grpc.v1", "content"),
     ("io.containerd.grpc.v1", "images"),
     ("io.containerd.grpc.v1", "leases"),
     ("io.containerd.grpc.v1", "namespaces"),
+    ("io.containerd.service.v1", "snapshots-service"),
+    ("io.containerd.grpc.v1", "snapshots"),
     ("io.containerd.streaming.v1", "manager"),
     ("io.containerd.grpc.v1", "streaming"),
     ("io.containerd.grpc.v1", "transfer"),
@@ -84,7 +88,10 @@ def test_introspection_lists_every_plugin(stubs: Stubs, pycontainerd_daemon: Pyc
     content = by_id["io.containerd.content.v1", "content"]
     assert dict(content.exports) == {"root": str(pycontainerd_daemon.root / "io.containerd.content.v1.content")}
     meta = by_id["io.containerd.metadata.v1", "sqlite"]
-    assert list(meta.requires) == ["io.containerd.content.v1"]
+    assert list(meta.requires) == ["io.containerd.content.v1", "io.containerd.snapshotter.v1"]
+    overlay = by_id["io.containerd.snapshotter.v1", "overlayfs"]
+    assert dict(overlay.exports) == {"root": str(pycontainerd_daemon.root / "io.containerd.snapshotter.v1.overlayfs")}
+    assert by_id["io.containerd.service.v1", "snapshots-service"].exports["default"] == "overlayfs"
     assert meta.exports["path"] == str(pycontainerd_daemon.root / "io.containerd.metadata.v1.sqlite" / "meta.db")
     assert list(by_id["io.containerd.grpc.v1", "images"].requires) == [
         "io.containerd.metadata.v1",
@@ -97,9 +104,12 @@ def test_introspection_lists_every_plugin(stubs: Stubs, pycontainerd_daemon: Pyc
     ("filters", "expected"),
     [
         (["type==io.containerd.grpc.v1"], [p for p in PLUGINS if p[0] == "io.containerd.grpc.v1"]),
-        (["id==content"], [PLUGINS[0], PLUGINS[3]]),
-        (["type==io.containerd.gc.v1,id==scheduler", "id==version"], [PLUGINS[2], PLUGINS[10]]),
-        (["id~=^(lea|nam)"], [PLUGINS[5], PLUGINS[6]]),
+        (["id==content"], [p for p in PLUGINS if p[1] == "content"]),
+        (
+            ["type==io.containerd.gc.v1,id==scheduler", "id==version"],
+            [p for p in PLUGINS if p[1] in ("scheduler", "version")],
+        ),
+        (["id~=^(lea|nam)"], [p for p in PLUGINS if p[1] in ("leases", "namespaces")]),
         (["capabilities==anything"], []),
     ],
 )
