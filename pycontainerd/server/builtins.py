@@ -27,9 +27,9 @@ from ..services.images import ImagesService
 from ..services.introspection import IntrospectionService
 from ..services.leases import LeasesService
 from ..services.namespaces import NamespacesService
+from ..services.snapshots import SnapshotsService
 from ..services.streaming import StreamingService
 from ..services.transfer import TransferService
-from ..services.snapshots import SnapshotsService
 from ..services.version import VersionService
 from ..snapshots import Snapshotter
 from ..snapshots.native import NativeSnapshotter
@@ -42,8 +42,8 @@ __all__ = [
     "Builtin",
     "GCSchedulerConfig",
     "MetadataConfig",
-    "SnapshotterConfig",
     "SnapshotsServiceConfig",
+    "SnapshotterConfig",
     "registry",
 ]
 
