@@ -21,6 +21,7 @@ from ..errors import NotFound
 from ..images import Image
 from ..namespaces import DEFAULT
 from ..platforms import Platform
+from ..snapshots.proxy import ProxySnapshotter
 from ..transfer import ProgressFunc
 from . import _transfer
 from ._images import ImageStore
@@ -32,6 +33,7 @@ from ._transfer import RegistryOptions
 __all__ = ["DEFAULT_TIMEOUT", "Client", "InitError", "PluginInfo"]
 
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_SNAPSHOTTER = "overlayfs"
 DEFAULT_LEASE_EXPIRY = timedelta(hours=24)
 SKIP_PLUGIN = "skip plugin"
 
@@ -178,6 +180,10 @@ class Client:
     @property
     def leases(self) -> LeaseManager:
         return LeaseManager(self._conn)
+
+    def snapshotter(self, name: str = DEFAULT_SNAPSHOTTER) -> ProxySnapshotter:
+        """Snapshotter ``name`` of the daemon, in this client's namespace and lease."""
+        return ProxySnapshotter(self._conn, name)
 
     def version(self) -> tuple[str, str]:
         """The daemon's (version, revision)."""

@@ -90,7 +90,6 @@ class SnapshotStore:
             inner = inherited_labels(labels)
             self.backend.update(Info(bkey, labels=inner), ["labels"])
             updated = _info(self._row(conn, info.name))
-        self._db.scheduler.schedule()  # dropped gc references may free objects
         return updated
 
     def usage(self, key: str) -> Usage:
