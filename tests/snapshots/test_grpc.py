@@ -66,10 +66,10 @@ def test_unknown_or_missing_snapshotter(client: Client) -> None:
 
 
 def test_namespaces_do_not_see_each_other(daemon: PycontainerdDaemon) -> None:
-    with Client(daemon.address, namespace="ns-a") as a, Client(daemon.address, namespace="ns-b") as b:
-        a.leases.create("l")
-        b.leases.create("l")
-        a, b = a.with_lease("l"), b.with_lease("l")
+    with Client(daemon.address, namespace="ns-a") as ca, Client(daemon.address, namespace="ns-b") as cb:
+        ca.leases.create("l")
+        cb.leases.create("l")
+        a, b = ca.with_lease("l"), cb.with_lease("l")
         a.snapshotter().prepare("same")
         b.snapshotter().prepare("same")
         a.snapshotter().commit("c", "same")
