@@ -79,9 +79,13 @@ def subcommand(sub: Any, name: str, func: Command, help: str, aliases: Sequence[
     return p
 
 
-def group(sub: Any, name: str, help: str, aliases: Sequence[str] = ()) -> Any:
-    """A command with subcommands of its own (``pyctr content ...``)."""
+def group(
+    sub: Any, name: str, help: str, aliases: Sequence[str] = (), options: Callable[[Parser], object] | None = None
+) -> Any:
+    """A command with subcommands of its own (``pyctr content ...``); ``options`` adds the group's own flags."""
     p: Parser = sub.add_parser(name, help=help, description=help, aliases=list(aliases))
+    if options is not None:
+        options(p)
     inner = p.add_subparsers(title="commands", metavar="COMMAND", dest=f"{name}_command")
     inner.required = True
     return inner

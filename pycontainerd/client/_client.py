@@ -97,6 +97,7 @@ class Client:
     def __init__(self, address: str, namespace: str = DEFAULT, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self._address = address
         self._owner = True
+        self._default_snapshotter: str | None = None
         channel = dial(address)
         try:
             self._conn = Connection(channel=channel, namespace=namespace, timeout=timeout or None)
@@ -108,6 +109,7 @@ class Client:
     def _sharing(cls, parent: Client, conn: Connection) -> Client:
         child = cls.__new__(cls)
         child._address = parent._address
+        child._default_snapshotter = parent._default_snapshotter
         child._owner = False
         child._conn = conn
         return child
@@ -181,9 +183,20 @@ class Client:
     def leases(self) -> LeaseManager:
         return LeaseManager(self._conn)
 
-    def snapshotter(self, name: str = DEFAULT_SNAPSHOTTER) -> ProxySnapshotter:
-        """Snapshotter ``name`` of the daemon, in this client's namespace and lease."""
-        return ProxySnapshotter(self._conn, name)
+    def snapshotter(self, name: str = "") -> ProxySnapshotter:
+        """Snapshotter ``name`` (default: the daemon's default) of the daemon, in this client's namespace and lease."""
+        return ProxySnapshotter(self._conn, name or self.default_snapshotter())
+
+    def default_snapshotter(self) -> str:
+        """The daemon's default snapshotter, as its snapshots-service plugin exports it; overlayfs otherwise.
+
+        containerd exports no default, and its clients assume overlayfs, so that is the answer for it.
+        """
+        if self._default_snapshotter is None:
+            found = self.plugins(["type==io.containerd.service.v1,id==snapshots-service"])
+            exported = found[0].exports.get("default", "") if found else ""
+            self._default_snapshotter = exported or DEFAULT_SNAPSHOTTER
+        return self._default_snapshotter
 
     def version(self) -> tuple[str, str]:
         """The daemon's (version, revision)."""

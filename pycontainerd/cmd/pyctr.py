@@ -28,6 +28,7 @@ ADDRESS_ENV = "PYCONTAINERD_ADDRESS"
 NAMESPACE_ENV = "CONTAINERD_NAMESPACE"
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+SNAPSHOTTER_ENV = "CONTAINERD_SNAPSHOTTER"
 EXIT_INTERRUPTED = 130
 
 
@@ -45,6 +46,11 @@ def build_parser() -> Parser:
         "--namespace",
         default=os.environ.get(NAMESPACE_ENV) or "default",
         help=f"namespace of the command (env {NAMESPACE_ENV}; default 'default')",
+    )
+    parser.add_argument(
+        "--snapshotter",
+        default=os.environ.get(SNAPSHOTTER_ENV) or "",
+        help=f"snapshotter for commands that use one (env {SNAPSHOTTER_ENV}; default: the daemon's default)",
     )
     parser.add_argument(
         "--timeout",
