@@ -1,0 +1,413 @@
+"""Apply a layer (a tar change set, compressed or not) to a directory.
+
+:func:`apply_layer` streams the blob once: it decompresses it, hashes the
+uncompressed bytes (every byte, end blocks and trailing padding included, so
+the digest is the layer's diffID) and extracts each entry as the
+:class:`~pycontainerd.diff._tarparse.TarParser` yields it.
+
+Whiteouts follow the OCI image spec.  In :attr:`WhiteoutMode.DELETE` the
+target holds the lower layers' files: ``.wh.<name>`` removes ``<name>``, and
+``.wh..wh..opq`` empties its directory of everything this layer did not put
+there (wherever in the tar the marker comes).  In
+:attr:`WhiteoutMode.OVERLAY` the target is a fresh overlayfs upper directory:
+whiteouts become 0/0 character devices and opaque markers the
+``trusted.overlay.opaque=y`` attribute, and ``parents`` (the lower
+directories, highest first) are read to resolve names through the merged
+view.
+
+Nothing outside the root is ever created or changed; see
+:mod:`pycontainerd.diff._fsroot` for how names are resolved.  Metadata is
+applied in the order that keeps it: owner, then extended attributes
+(``chown`` drops ``security.capability``), then mode (``chown`` drops
+setuid), then times; directories' times last of all, after their contents.
+Hard links take no metadata of their own: they share their target's inode.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import hashlib
+import io
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final, cast
+
+from ..errors import ContainerdError, FailedPrecondition, InvalidArgument, ResourceExhausted, quote
+from ._fsroot import OPAQUE_XATTR, FsRoot, split_name
+from ._prefetch import Prefetcher
+from ._tarparse import NEED_DATA, EntryType, TarEntry, TarParser
+from .compression import Compression, from_media_type, open_decompressed, sniff
+
+__all__ = ["ApplyResult", "WhiteoutMode", "apply_layer"]
+
+WHITEOUT_PREFIX: Final = ".wh."
+OPAQUE_MARKER: Final = ".wh..wh..opq"
+_CHUNK: Final = 1 << 20
+_FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class WhiteoutMode(enum.Enum):
+    DELETE = "delete"
+    OVERLAY = "overlay"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar
+    size: int  # bytes of the uncompressed tar
+    compressed_digest: str | None = None  # of the blob as read, when it was compressed
+    compressed_size: int | None = None
+
+
+class _Hashing(io.RawIOBase):
+    """A reader of ``head`` (bytes already read from ``raw``) then of ``raw``, hashing and counting it all."""
+
+    def __init__(self, raw: BinaryIO, head: bytes = b"") -> None:
+        self.raw = raw
+        self.head = head
+        self.hash = hashlib.sha256(head)
+        self.size = len(head)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.head:
+            data, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
+            n = len(data)
+            buffer[:n] = data
+            return n
+        data = self.raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.hash.update(data)
+        self.size += n
+        return n
+
+
+def _read_head(raw: BinaryIO, n: int) -> bytes:
+    head = b""
+    while len(head) < n:
+        more = raw.read(n - len(head))
+        if not more:
+            break
+        head += more
+    return head
+
+
+def _fs_error(name: str, e: OSError) -> ContainerdError:
+    what = f"apply layer: {quote(name)}: {e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE):
+        return ResourceExhausted(what)
+    return FailedPrecondition(what)
+
+
+class _Extractor:
+    """Applies entries, one call per event of the parser."""
+
+    def __init__(self, fs: FsRoot, mode: WhiteoutMode) -> None:
+        self.fs = fs
+        self.mode = mode
+        self.dirs: list[tuple[list[str], int, int]] = []  # directory times, applied at the end
+        self.unpacked: set[tuple[str, ...]] = set()  # physical paths this layer wrote, and their ancestors
+        self.file_fd = -1
+        self.file_entry: TarEntry | None = None
+        self.left = 0  # data bytes the current entry still expects
+
+    # -- driving -----------------------------------------------------------
+
+    def entry(self, e: TarEntry) -> None:
+        try:
+            self._entry(e)
+        except OSError as err:
+            raise _fs_error(e.name, err) from None
+
+    def data(self, chunk: memoryview) -> None:
+        self.left -= len(chunk)
+        if self.file_fd >= 0:
+            assert self.file_entry is not None
+            try:
+                while chunk:
+                    n = os.write(self.file_fd, chunk)
+                    chunk = chunk[n:]
+                if not self.left:
+                    self._finish_file()
+            except OSError as err:
+                raise _fs_error(self.file_entry.name, err) from None
+
+    def close(self) -> None:
+        if self.file_fd >= 0:
+            os.close(self.file_fd)
+            self.file_fd = -1
+
+    def finish(self) -> None:
+        """Set the directories' times, now that nothing more is written into them."""
+        for parts, atime, mtime in self.fs.copied_up + self.dirs:
+            name = "/".join(parts)
+            self.fs.release()
+            try:
+                found = self.fs.directory(parts[:-1], create=False, entry=name)
+                if found is None:
+                    continue
+                st = os.stat(parts[-1], dir_fd=found[0], follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    os.utime(parts[-1], ns=(atime, mtime), dir_fd=found[0], follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed by a later entry
+            except OSError as err:
+                raise _fs_error(name, err) from None
+
+    # -- entries -----------------------------------------------------------
+
+    def _entry(self, e: TarEntry) -> None:
+        self.left = e.size
+        self.fs.release()
+        parts = split_name(e.name)
+        if not parts:
+            return  # the root itself: its metadata belongs to whoever made the target
+        base = parts[-1]
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(e, parts)
+            return
+        found = self.fs.directory(parts[:-1], create=True, entry=e.name)
+        assert found is not None
+        dir_fd, phys = found
+        if self.mode is WhiteoutMode.DELETE:
+            self._mark((*phys, base))
+        t = e.type
+        if t is EntryType.REG:
+            self._regular(e, dir_fd, base)
+            return
+        if t is EntryType.DIR:
+            self._directory(e, dir_fd, base, parts)
+            return
+        if t is EntryType.LINK:
+            self._hardlink(e, dir_fd, base, parts)
+            return
+        self._replace(dir_fd, base)
+        if t is EntryType.SYMLINK:
+            os.symlink(e.linkname, base, dir_fd=dir_fd)
+            self.fs.invalidate()
+        elif t is EntryType.FIFO:
+            os.mkfifo(base, 0o600, dir_fd=dir_fd)
+        else:
+            kind = stat.S_IFCHR if t is EntryType.CHAR else stat.S_IFBLK
+            os.mknod(base, kind | 0o600, os.makedev(e.devmajor, e.devminor), dir_fd=dir_fd)
+        self._metadata(e, dir_fd, base, symlink=t is EntryType.SYMLINK)
+
+    def _mark(self, path: tuple[str, ...]) -> None:
+        unpacked = self.unpacked
+        while path and path not in unpacked:
+            unpacked.add(path)
+            path = path[:-1]
+
+    def _replace(self, dir_fd: int, base: str) -> None:
+        """Clear the way for a new non-directory ``base``."""
+        self.fs.remove(dir_fd, base)
+
+    def _regular(self, e: TarEntry, dir_fd: int, base: str) -> None:
+        try:
+            fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            self._replace(dir_fd, base)
+            fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+        self.file_fd = fd
+        self.file_entry = e
+        if not e.size:
+            self._finish_file()
+
+    def _finish_file(self) -> None:
+        fd, e = self.file_fd, self.file_entry
+        assert e is not None
+        self.file_fd = -1
+        self.file_entry = None
+        try:
+            os.fchown(fd, e.uid, e.gid)
+            for key, value in e.xattrs.items():
+                os.setxattr(fd, key, value)
+            os.fchmod(fd, e.mode)
+            atime = e.mtime_ns if e.atime_ns is None else e.atime_ns
+            os.utime(fd, ns=(atime, e.mtime_ns))
+        finally:
+            os.close(fd)
+
+    def _directory(self, e: TarEntry, dir_fd: int, base: str, parts: list[str]) -> None:
+        try:
+            os.mkdir(base, 0o700, dir_fd=dir_fd)
+            self.fs.invalidate()
+        except FileExistsError:
+            st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                self._replace(dir_fd, base)
+                os.mkdir(base, 0o700, dir_fd=dir_fd)
+                self.fs.invalidate()
+        self._metadata(e, dir_fd, base, directory=True)
+        atime = e.mtime_ns if e.atime_ns is None else e.atime_ns
+        self.dirs.append((parts, atime, e.mtime_ns))
+
+    def _hardlink(self, e: TarEntry, dir_fd: int, base: str, parts: list[str]) -> None:
+        target = split_name(e.linkname)
+        if not target:
+            raise InvalidArgument(f"tar entry {quote(e.name)}: hard link to the root directory")
+        if target == parts:
+            raise InvalidArgument(f"tar entry {quote(e.name)}: hard link to itself")
+        found = self.fs.directory(target[:-1], create=False, entry=e.name)
+        st = None
+        if found is not None:
+            try:
+                st = os.stat(target[-1], dir_fd=found[0], follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+        if found is None or st is None or (self.mode is WhiteoutMode.OVERLAY and _is_whiteout(st)):
+            raise InvalidArgument(
+                f"tar entry {quote(e.name)}: hard link target {quote(e.linkname)} does not exist in the layer"
+            )
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(f"tar entry {quote(e.name)}: hard link target {quote(e.linkname)} is a directory")
+        try:
+            os.link(target[-1], base, src_dir_fd=found[0], dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            self._replace(dir_fd, base)
+            os.link(target[-1], base, src_dir_fd=found[0], dst_dir_fd=dir_fd, follow_symlinks=False)
+
+    def _metadata(self, e: TarEntry, dir_fd: int, base: str, *, symlink: bool = False, directory: bool = False) -> None:
+        os.chown(base, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
+        if e.xattrs:
+            path = f"/proc/self/fd/{dir_fd}/{base}"
+            for key, value in e.xattrs.items():
+                try:
+                    os.setxattr(path, key, value, follow_symlinks=False)
+                except PermissionError:
+                    # user.* attributes exist only on files and directories
+                    if not (key.startswith("user.") and not directory):
+                        raise
+        if not symlink:
+            os.chmod(base, e.mode, dir_fd=dir_fd)
+            if directory:
+                return
+        atime = e.mtime_ns if e.atime_ns is None else e.atime_ns
+        os.utime(base, ns=(atime, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+
+    # -- whiteouts ---------------------------------------------------------
+
+    def _whiteout(self, e: TarEntry, parts: list[str]) -> None:
+        base = parts[-1]
+        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX) and base != OPAQUE_MARKER:
+            return  # aufs bookkeeping (.wh..wh.plnk and the like): nothing to apply
+        overlay = self.mode is WhiteoutMode.OVERLAY
+        if base == OPAQUE_MARKER:
+            found = self.fs.directory(parts[:-1], create=True, entry=e.name)
+            assert found is not None
+            dir_fd, phys = found
+            if overlay:
+                os.setxattr(dir_fd, OPAQUE_XATTR, b"y")
+                self.fs.invalidate()
+            else:
+                self._mark(phys)
+                self._empty_lower(dir_fd, phys)
+            return
+        name = base[len(WHITEOUT_PREFIX) :]
+        if name in ("", ".", ".."):
+            raise InvalidArgument(f"tar entry {quote(e.name)}: invalid whiteout")
+        found = self.fs.directory(parts[:-1], create=overlay, entry=e.name)
+        if found is None:
+            return  # nothing there to delete
+        dir_fd = found[0]
+        self.fs.remove(dir_fd, name)
+        if overlay:
+            os.mknod(name, stat.S_IFCHR, 0, dir_fd=dir_fd)
+            self.fs.invalidate()
+
+    def _empty_lower(self, dir_fd: int, phys: tuple[str, ...]) -> None:
+        """Remove what is in the directory but was not written by this layer (an opaque marker, DELETE mode)."""
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            with os.scandir(fd) as it:
+                children = [(d.name, d.is_dir(follow_symlinks=False)) for d in it]
+            for name, is_dir in children:
+                path = (*phys, name)
+                if path not in self.unpacked:
+                    self.fs.remove(fd, name)
+                elif is_dir:
+                    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    try:
+                        self._empty_lower(sub, path)
+                    finally:
+                        os.close(sub)
+        finally:
+            os.close(fd)
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def apply_layer(
+    root: Path,
+    layer: BinaryIO,
+    *,
+    media_type: str = "",
+    whiteouts: WhiteoutMode = WhiteoutMode.DELETE,
+    parents: Sequence[Path] = (),
+    expected_diff_id: str | None = None,
+) -> ApplyResult:
+    """Extract the layer blob ``layer`` into the directory ``root``; the diffID and sizes read.
+
+    The compression comes from ``media_type``, or from the blob's first
+    bytes when the type does not say.  Raises InvalidArgument for a damaged
+    or hostile layer (naming the entry) and when the diffID is not
+    ``expected_diff_id``; FailedPrecondition / ResourceExhausted when the
+    file system refuses a change.  On error the target is left part-applied.
+    """
+    compression = from_media_type(media_type)
+    head = b""
+    if compression is None:
+        head = _read_head(layer, 4)
+        compression = sniff(head)
+    counted: _Hashing | None = None
+    if compression is Compression.NONE:
+        stream, first = layer, head
+    else:
+        counted = _Hashing(layer, head)
+        stream, first = open_decompressed(cast(BinaryIO, counted), compression), b""
+    parser = TarParser()
+    with (
+        FsRoot(root, parents, overlay=whiteouts is WhiteoutMode.OVERLAY) as fs,
+        Prefetcher(stream, first) as chunks,
+    ):
+        ex = _Extractor(fs, whiteouts)
+        try:
+            for chunk in chunks:
+                if parser.done:
+                    continue  # the end blocks are behind us; the rest is only hashed
+                parser.feed(chunk)
+                while True:
+                    ev = parser.next_event()
+                    if ev is NEED_DATA:
+                        break
+                    if isinstance(ev, memoryview):
+                        ex.data(ev)
+                    elif isinstance(ev, TarEntry):
+                        ex.entry(ev)
+            parser.end_of_input()
+            ex.finish()
+        finally:
+            ex.close()
+    if counted is not None:
+        while counted.read(_CHUNK):
+            pass  # whatever follows the compressed stream still belongs to the blob
+    diff_id = "sha256:" + chunks.hash.hexdigest()
+    if expected_diff_id is not None and diff_id != expected_diff_id:
+        raise InvalidArgument(f"diffID mismatch: expected {expected_diff_id}, got {diff_id}")
+    if counted is None:
+        return ApplyResult(diff_id=diff_id, size=chunks.size)
+    return ApplyResult(
+        diff_id=diff_id,
+        size=chunks.size,
+        compressed_digest="sha256:" + counted.hash.hexdigest(),
+        compressed_size=counted.size,
+    )

@@ -1,0 +1,221 @@
+"""Layer compression: which one a media type or a blob's first bytes name, and streams through it.
+
+Reading is streamed in both directions: :func:`open_decompressed` wraps the
+raw blob and yields the uncompressed tar, :func:`open_compressed` wraps the
+output and takes the tar.  Damage in a compressed stream (truncation, a bad
+checksum, garbage) is reported as :class:`~pycontainerd.errors.InvalidArgument`
+from ``read``, never as the codec's own exception type.
+
+Gzip goes through ISA-L (``isal``), ten times faster than zlib on both
+sides.  Gzip is written at ISA-L level 2, its default: measured on layer-like
+data (a 220 MB synthetic layer, 64 MB of /usr) it compresses at about
+500 MB/s on one core, as fast as level 1 and a little smaller; level 3 saves
+another 2 to 8% for two thirds of the speed, and zlib's level 6 (Go's and containerd's
+default) is up to 10% smaller at a tenth of the speed.  Writing a diff thus
+stays bound by reading the tree, not by the compressor.  Zstandard is
+written at level 3, its own default and containerd's.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import zlib
+from collections.abc import Callable
+from typing import Any, BinaryIO, Final, cast
+
+import zstandard
+from isal import igzip, igzip_lib
+
+from ..errors import InvalidArgument
+
+__all__ = [
+    "GZIP_LEVEL",
+    "ZSTD_LEVEL",
+    "Compression",
+    "from_media_type",
+    "open_compressed",
+    "open_decompressed",
+    "sniff",
+]
+
+GZIP_LEVEL: Final = 2
+ZSTD_LEVEL: Final = 3
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_READ_SIZE = 1 << 20
+_IGzipFile: Callable[..., Any] = igzip.IGzipFile  # isal ships no annotations for it
+_CODEC_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    ValueError,
+    zlib.error,
+    zstandard.ZstdError,
+    cast(type[BaseException], igzip_lib.IsalError),
+)
+
+
+class Compression(enum.Enum):
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+
+
+# Layer types that spell their compression, with the suffixes that wrap them
+# (``+encrypted``) stripped first.  Anything else says nothing.
+_BY_TYPE: Final[dict[str, Compression]] = {
+    "application/vnd.oci.image.layer.v1.tar": Compression.NONE,
+    "application/vnd.oci.image.layer.v1.tar+gzip": Compression.GZIP,
+    "application/vnd.oci.image.layer.v1.tar+zstd": Compression.ZSTD,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar": Compression.NONE,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": Compression.GZIP,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": Compression.ZSTD,
+    "application/vnd.docker.image.rootfs.diff.tar": Compression.NONE,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": Compression.GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": Compression.ZSTD,
+    "application/vnd.docker.image.rootfs.foreign.diff.tar": Compression.NONE,
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": Compression.GZIP,
+}
+
+
+def from_media_type(media_type: str) -> Compression | None:
+    """The compression a layer media type names, or None when it does not say (empty or unknown)."""
+    return _BY_TYPE.get(media_type.split(";", 1)[0].strip())
+
+
+def sniff(head: bytes) -> Compression:
+    """The compression of a stream that starts with ``head`` (a few bytes suffice), by magic number."""
+    if head.startswith(_GZIP_MAGIC):
+        return Compression.GZIP
+    if head.startswith(_ZSTD_MAGIC):
+        return Compression.ZSTD
+    return Compression.NONE
+
+
+class _Decompressing(io.RawIOBase):
+    """A raw reader over a decompressor; every codec failure leaves as InvalidArgument."""
+
+    def __init__(self, raw: BinaryIO, what: str) -> None:
+        self._raw = raw
+        self._what = what
+        self._pending = memoryview(b"")  # decompressed bytes not yet handed out
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending and not self._done:
+            try:
+                self._pending = memoryview(self._fill())
+            except InvalidArgument:
+                raise
+            except _CODEC_ERRORS as e:
+                raise InvalidArgument(f"corrupt {self._what} stream: {e}") from None
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _fill(self) -> bytes:
+        raise NotImplementedError
+
+
+class _Gunzip(_Decompressing):
+    """Gzip, several members one after another, through ISA-L's reader (which checks every CRC and length)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__(raw, "gzip")
+        self._reader = _IGzipFile(fileobj=raw, mode="rb")
+
+    def _fill(self) -> bytes:
+        data: bytes = self._reader.read(_READ_SIZE)
+        if not data:
+            self._done = True
+        return data
+
+
+class _Unzstd(_Decompressing):
+    """Zstandard, several frames one after another; a stream that stops inside a frame is refused.
+
+    (``zstandard``'s own stream reader returns a silent end of file there.)
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__(raw, "zstd")
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._in_frame = False
+
+    def _fill(self) -> bytes:
+        while True:
+            chunk = self._raw.read(_READ_SIZE)
+            if not chunk:
+                if self._in_frame:
+                    raise InvalidArgument("corrupt zstd stream: it ends inside a frame (truncated)")
+                self._done = True
+                return b""
+            out = []
+            while chunk:
+                self._in_frame = True
+                out.append(self._obj.decompress(chunk))
+                if not self._obj.eof:
+                    break
+                chunk = self._obj.unused_data
+                self._obj = self._dctx.decompressobj()
+                self._in_frame = False
+            data = b"".join(out)
+            if data:
+                return data
+
+
+def open_decompressed(raw: BinaryIO, compression: Compression) -> BinaryIO:
+    """A buffered reader of ``raw`` decompressed; reading damaged input raises InvalidArgument."""
+    if compression is Compression.NONE:
+        return raw
+    reader: _Decompressing = _Gunzip(raw) if compression is Compression.GZIP else _Unzstd(raw)
+    return cast(BinaryIO, io.BufferedReader(reader, buffer_size=_READ_SIZE))
+
+
+class _Compressing(io.RawIOBase):
+    """A writer that compresses into ``out``; ``close`` ends the stream and leaves ``out`` open."""
+
+    def __init__(self, out: BinaryIO, compression: Compression) -> None:
+        self._out = out
+        self._gz: Any = None
+        self._zw: Any = None  # a zstandard.ZstdCompressionWriter (whose close is not annotated)
+        if compression is Compression.GZIP:
+            # mtime 0 and no file name: the same tar always gives the same bytes
+            self._gz = _IGzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
+        elif compression is Compression.ZSTD:
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+            self._zw = cctx.stream_writer(out, closefd=False)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._gz is not None:
+            self._gz.write(data)
+        elif self._zw is not None:
+            self._zw.write(data)
+        else:
+            self._out.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._gz is not None:
+                self._gz.close()
+            elif self._zw is not None:
+                self._zw.close()
+        finally:
+            super().close()
+
+
+def open_compressed(out: BinaryIO, compression: Compression) -> BinaryIO:
+    """A writer whose bytes reach ``out`` compressed; closing it finishes the stream, ``out`` stays open."""
+    return _Compressing(out, compression)  # type: ignore[return-value]

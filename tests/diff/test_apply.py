@@ -1,0 +1,246 @@
+"""apply_layer on well-formed layers: every entry type, metadata, whiteouts, replacement, compression."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import zstandard
+from isal import igzip
+
+from pycontainerd.diff import ApplyResult, WhiteoutMode, apply_layer
+
+from .conftest import Target
+from .layers import LayerTar
+from .treecmp import snapshot_tree
+
+CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")
+
+
+def apply(root: Path, blob: bytes, **kw: object) -> ApplyResult:
+    return apply_layer(root, io.BytesIO(blob), **kw)  # type: ignore[arg-type]
+
+
+def test_entry_types_and_metadata(target: Target) -> None:
+    layer = (
+        LayerTar()
+        .dir("usr", mode=0o755, mtime=1000)
+        .dir("usr/bin", mode=0o750, uid=2, gid=3, mtime=2000)
+        .file(
+            "usr/bin/ping",
+            b"\x7fELF",
+            mode=0o4755,
+            uid=1000,
+            gid=1001,
+            mtime=3000,
+            xattrs={"security.capability": CAP_NET_RAW.decode("latin-1"), "user.note": "hello"},
+        )
+        .file("usr/bin/sg", b"x", mode=0o2711, gid=42)
+        .dir("tmp", mode=0o1777)
+        .symlink("usr/bin/sh", "ping", uid=7, gid=8, mtime=4000)
+        .hardlink("usr/bin/ping6", "usr/bin/ping")
+        .fifo("run.fifo", mode=0o620, uid=5)
+        .char("null", 1, 3, mode=0o666)
+        .file("x" * 150 + "/" + "y" * 150, b"long", mode=0o600)
+        .bytes()
+    )
+    r = apply(target.root, layer)
+    assert r.diff_id == "sha256:" + hashlib.sha256(layer).hexdigest()
+    assert r.size == len(layer) and r.compressed_digest is None
+    root = target.root
+    ping = os.lstat(root / "usr/bin/ping")
+    assert stat.S_IMODE(ping.st_mode) == 0o4755 and (ping.st_uid, ping.st_gid) == (1000, 1001)
+    assert ping.st_mtime == 3000 and ping.st_nlink == 2
+    assert os.getxattr(root / "usr/bin/ping", "security.capability") != b""
+    assert os.getxattr(root / "usr/bin/ping", "user.note") == b"hello"
+    assert os.lstat(root / "usr/bin/ping6").st_ino == ping.st_ino
+    assert stat.S_IMODE(os.lstat(root / "usr/bin/sg").st_mode) == 0o2711
+    bin_ = os.lstat(root / "usr/bin")
+    assert (stat.S_IMODE(bin_.st_mode), bin_.st_uid, bin_.st_gid, bin_.st_mtime) == (0o750, 2, 3, 2000)
+    assert os.lstat(root / "usr").st_mtime == 1000
+    assert stat.S_IMODE(os.lstat(root / "tmp").st_mode) == 0o1777
+    sh = os.lstat(root / "usr/bin/sh")
+    assert stat.S_ISLNK(sh.st_mode) and os.readlink(root / "usr/bin/sh") == "ping"
+    assert (sh.st_uid, sh.st_gid, sh.st_mtime) == (7, 8, 4000)
+    fifo = os.lstat(root / "run.fifo")
+    assert stat.S_ISFIFO(fifo.st_mode) and stat.S_IMODE(fifo.st_mode) == 0o620 and fifo.st_uid == 5
+    null = os.lstat(root / "null")
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3)
+    assert (root / ("x" * 150) / ("y" * 150)).read_bytes() == b"long"
+
+
+def test_capability_survives_chown(target: Target) -> None:
+    layer = (
+        LayerTar()
+        .file("ping", b"x", uid=1000, mode=0o755, xattrs={"security.capability": CAP_NET_RAW.decode("latin-1")})
+        .bytes()
+    )
+    apply(target.root, layer)
+    assert os.getxattr(target.root / "ping", "security.capability") == CAP_NET_RAW
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "ustar", "v7"])
+def test_other_tar_formats(target: Target, fmt: str) -> None:
+    import tarfile
+
+    formats = {"gnu": tarfile.GNU_FORMAT, "ustar": tarfile.USTAR_FORMAT, "v7": tarfile.USTAR_FORMAT}
+    name = ("d" * 90 + "/") * 2 + "f" if fmt != "v7" else "short"
+    layer = LayerTar(formats[fmt]).dir("d" * 90 if fmt != "v7" else "dd").file(name, b"data", uid=3).bytes()
+    if fmt == "v7":  # blank the magic: an old-style header
+        layer = _patch(layer, 0, 257, b"\0" * 8)
+    apply(target.root, layer)
+    assert (target.root / name).read_bytes() == b"data"
+
+
+def _patch(blob: bytes, header_at: int, offset: int, value: bytes) -> bytes:
+    block = bytearray(blob[header_at : header_at + 512])
+    block[offset : offset + len(value)] = value
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return blob[:header_at] + bytes(block) + blob[header_at + 512 :]
+
+
+def test_replacing_entries(target: Target) -> None:
+    root = target.root
+    apply(
+        root,
+        LayerTar()
+        .dir("d")
+        .file("d/inner", b"1")
+        .file("f", b"file")
+        .dir("keep")
+        .file("keep/a", b"a")
+        .symlink("s", "f")
+        .bytes(),
+    )
+    apply(
+        root,
+        LayerTar()
+        .file("d", b"now a file")
+        .dir("f", mode=0o700)
+        .dir("keep", mode=0o711)
+        .file("keep/b", b"b")
+        .file("s", b"no longer a link")
+        .bytes(),
+    )
+    assert (root / "d").read_bytes() == b"now a file"
+    assert (root / "f").is_dir() and stat.S_IMODE(os.lstat(root / "f").st_mode) == 0o700
+    assert sorted(os.listdir(root / "keep")) == ["a", "b"]
+    assert stat.S_IMODE(os.lstat(root / "keep").st_mode) == 0o711
+    assert not (root / "s").is_symlink() and (root / "s").read_bytes() == b"no longer a link"
+
+
+def test_whiteouts_delete(target: Target) -> None:
+    root = target.root
+    apply(
+        root,
+        LayerTar()
+        .dir("a")
+        .file("a/x", b"x")
+        .dir("a/sub")
+        .file("a/sub/y", b"y")
+        .file("b", b"b")
+        .dir("o")
+        .file("o/lower1", b"")
+        .dir("o/d")
+        .file("o/d/lower2", b"")
+        .bytes(),
+    )
+    # the opaque marker after some of the new entries and before others
+    apply(
+        root,
+        LayerTar()
+        .dir("a")
+        .whiteout("a/sub")
+        .whiteout("b")
+        .whiteout("missing/deep")
+        .dir("o")
+        .dir("o/d")
+        .file("o/d/new1", b"")
+        .opaque("o")
+        .file("o/new2", b"")
+        .bytes(),
+    )
+    assert sorted(os.listdir(root)) == ["a", "o"]
+    assert os.listdir(root / "a") == ["x"]
+    assert sorted(os.listdir(root / "o")) == ["d", "new2"]
+    assert os.listdir(root / "o/d") == ["new1"]
+    assert not (root / "missing").exists()
+
+
+def test_whiteouts_overlay(target: Target) -> None:
+    root = target.root
+    apply(
+        root,
+        LayerTar().dir("a").whiteout("a/gone").opaque("a").file("a/kept", b"k").bytes(),
+        whiteouts=WhiteoutMode.OVERLAY,
+    )
+    gone = os.lstat(root / "a/gone")
+    assert stat.S_ISCHR(gone.st_mode) and gone.st_rdev == 0
+    assert os.getxattr(root / "a", "trusted.overlay.opaque") == b"y"
+    assert (root / "a/kept").read_bytes() == b"k"
+
+
+def test_overlay_parents_copy_up_and_symlinks(target: Target) -> None:
+    lower = target.root.parent / "sentinel" / "lower"  # read only: the sentinel check proves it
+    upper = target.root
+    lower.mkdir()
+    apply(
+        lower,
+        LayerTar()
+        .dir("usr", mode=0o751, uid=9, mtime=5)
+        .dir("usr/lib")
+        .symlink("lib", "usr/lib")
+        .symlink("abs", "/usr")
+        .bytes(),
+    )
+    target.before = snapshot_tree(target.sentinel)
+    apply(
+        upper,
+        LayerTar().file("usr/new", b"n").file("lib/libc.so", b"c").file("abs/lib/x", b"x").bytes(),
+        whiteouts=WhiteoutMode.OVERLAY,
+        parents=[lower],
+    )
+    usr = os.lstat(upper / "usr")
+    assert (stat.S_IMODE(usr.st_mode), usr.st_uid, usr.st_mtime) == (0o751, 9, 5)
+    assert (upper / "usr/lib/libc.so").read_bytes() == b"c"
+    assert (upper / "usr/lib/x").read_bytes() == b"x"
+    assert not (upper / "lib").exists()
+
+
+def test_compressed_layers(target: Target) -> None:
+    layer = LayerTar().file("f", b"data" * 1000).bytes()
+    gz = igzip.compress(layer[:5000]) + igzip.compress(layer[5000:])  # two gzip members
+    zst = zstandard.ZstdCompressor().compress(layer[:7000]) + zstandard.ZstdCompressor().compress(layer[7000:])
+    want = "sha256:" + hashlib.sha256(layer).hexdigest()
+    for blob, mt in (
+        (gz, "application/vnd.oci.image.layer.v1.tar+gzip"),
+        (gz, ""),
+        (zst, ""),
+        (zst, "application/vnd.oci.image.layer.v1.tar+zstd"),
+        (layer, ""),
+    ):
+        (target.root / "f").unlink(missing_ok=True)
+        r = apply(target.root, blob, media_type=mt, expected_diff_id=want)
+        assert r.diff_id == want and r.size == len(layer)
+        if blob is not layer:
+            assert r.compressed_digest == "sha256:" + hashlib.sha256(blob).hexdigest()
+            assert r.compressed_size == len(blob)
+        assert (target.root / "f").read_bytes() == b"data" * 1000
+
+
+def test_diff_id_covers_trailing_bytes(target: Target) -> None:
+    layer = LayerTar().file("f", b"x").bytes() + b"\0" * 4096
+    assert apply(target.root, layer).diff_id == "sha256:" + hashlib.sha256(layer).hexdigest()
+
+
+def test_root_entry_and_dot_names(target: Target) -> None:
+    layer = LayerTar().dir("./", mode=0o700).dir("./a/").file("./a/./b", b"b").file("/abs/c", b"c").bytes()
+    mode = os.lstat(target.root).st_mode
+    apply(target.root, layer)
+    assert os.lstat(target.root).st_mode == mode
+    assert (target.root / "a/b").read_bytes() == b"b" and (target.root / "abs/c").read_bytes() == b"c"
