@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 APT_PACKAGES := containerd runc golang-github-containerd-containerd-dev \
-	docker-registry skopeo umoci busybox-static
+	docker-registry skopeo umoci busybox-static debootstrap
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp
 STAMP_PROTO := $(VENV)/.proto-stamp

@@ -126,24 +126,14 @@ class _Chunks(io.RawIOBase):
         return n
 
 
-def push_big_image(host: str, work: Path, layers: int, layer_size: int) -> str:
-    """Build the image under ``work`` and push it to ``host``; returns its reference."""
-    layout = work / "layout"
-    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-    descs, diff_ids = [], []
-    for i in range(layers):
-        desc, diff_id = _layer(layout, i, layer_size)
-        descs.append(desc)
-        diff_ids.append(diff_id)
-    config = json.dumps(
-        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
-    ).encode()
+def push_layout(host: str, layout: Path, config: bytes, layers: list[dict[str, object]], repository: str) -> str:
+    """Write the manifest and index of an OCI layout whose layer blobs are in place, and push it with skopeo."""
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **_write_blob(layout, config)},
-            "layers": descs,
+            "layers": layers,
         }
     ).encode()
     mdesc = _write_blob(layout, manifest)
@@ -159,11 +149,26 @@ def push_big_image(host: str, work: Path, layers: int, layer_size: int) -> str:
     }
     (layout / "index.json").write_text(json.dumps(index))
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    ref = f"{host}/{REPOSITORY}:{TAG}"
+    ref = f"{host}/{repository}:{TAG}"
     subprocess.run(
         [str(SKOPEO), "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:{TAG}", f"docker://{ref}"],
         check=True,
         capture_output=True,
-        timeout=600,
+        timeout=1200,
     )
     return ref
+
+
+def push_big_image(host: str, work: Path, layers: int, layer_size: int) -> str:
+    """Build the image under ``work`` and push it to ``host``; returns its reference."""
+    layout = work / "layout"
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    descs, diff_ids = [], []
+    for i in range(layers):
+        desc, diff_id = _layer(layout, i, layer_size)
+        descs.append(desc)
+        diff_ids.append(diff_id)
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    ).encode()
+    return push_layout(host, layout, config, descs, REPOSITORY)

@@ -13,6 +13,11 @@ benchmarks, each with the target set for pycontainerd:
 * fetch: ``content fetch`` of a large multi-layer image from a registry on
   127.0.0.1 (``ctr`` against containerd, ``pyctr`` against pycontainerd),
   median of ``--runs``; pycontainerd ≤ 0.8x containerd's time;
+* pull + unpack: ``ctr images pull`` against each daemon, and ``pyctr
+  images pull`` against pycontainerd, of an image built from this machine's
+  files (about 1 GB, tens of thousands of files) and of a debootstrapped
+  Debian (``--no-debian`` skips it); pycontainerd ≤ 0.5x containerd's time;
+  snapshot Prepare+Mounts+Remove and Commit latency, no target;
 * memory: RSS and PSS of each daemon's process tree 5 s after start, and
   again after the listing work; pycontainerd ≤ 1.5x containerd.  Anonymous
   memory (heap) is shown beside them, without a target: unlike PSS it does
@@ -46,7 +51,7 @@ if __package__ in (None, ""):
 
 import grpc
 
-from bench import daemons, memory, report, workloads
+from bench import daemons, memory, report, unpack, workloads
 from bench.daemons import CONTAINERD_NAME, NAMES, PYCONTAINERD_NAME, Daemon
 from bench.report import Metric
 
@@ -291,6 +296,81 @@ def bench_fetch(b: Bench, data: Path) -> None:
         b.repeat(fetch, runs, lambda name: fetch_once(b, name, ref))
 
 
+def pull_argv(b: Bench, name: str, client: str, ref: str) -> list[str]:
+    address = b.running[name].address
+    if client == "ctr":
+        return [str(daemons.CTR), "-a", address, "-n", workloads.NAMESPACE, "images", "pull", "--plain-http", ref]
+    return [str(PYCTR), "-a", address, "-n", workloads.NAMESPACE, "images", "pull", "-q", "--plain-http", ref]
+
+
+def pull_once(b: Bench, name: str, client: str, ref: str) -> float:
+    """One pull-and-unpack into an empty store; the store is emptied again after."""
+    seconds = unpack.pull_seconds(pull_argv(b, name, client, ref))
+    unpack.forget(b.running[name].address, ref)
+    return seconds
+
+
+def bench_unpack(b: Bench, data: Path) -> None:
+    from bench import registry
+
+    runs = b.args.runs
+    images: list[tuple[str, str]] = []
+    rows: list[tuple[Metric, str, str]] = []
+    try:
+        stack = contextlib.ExitStack()
+        host = stack.enter_context(registry.registry())
+    except (OSError, RuntimeError) as exc:
+        log(f"unpack benchmarks skipped: no registry: {exc}")
+        return
+    with stack:
+        log("building the files image from this machine's /usr")
+        ref, size, files = unpack.build_files_image(host, data / "unpack")
+        images.append((f"{size / 1e9:.2f} GB, {files:,} files", ref))
+        if b.args.debian:
+            log("building a Debian bookworm image with debootstrap")
+            try:
+                dref, dsize, dfiles = unpack.build_debian_image(host, data / "unpack")
+                images.append((f"Debian bookworm minbase, {dsize / 1e6:.0f} MB, {dfiles:,} files", dref))
+            except (OSError, subprocess.SubprocessError) as exc:
+                log(f"no Debian image: {exc}")
+        for what, image_ref in images:
+            by_ctr = b.metric(
+                f"unpack_ctr_{len(rows)}",
+                f"pull + unpack, `ctr images pull` against each daemon: {what} (median of {runs})",
+                "s",
+                summary="median",
+                target=0.5,
+                decimals=2,
+            )
+            by_pyctr = b.metric(
+                f"unpack_pyctr_{len(rows)}",
+                f"pull + unpack, `ctr` against containerd vs `pyctr images pull` against pycontainerd: {what}",
+                "s",
+                summary="median",
+                target=0.5,
+                decimals=2,
+            )
+            rows += [(by_ctr, "ctr", image_ref), (by_pyctr, "pyctr", image_ref)]
+        for metric, client, image_ref in rows:
+
+            def measure(name: str, client: str = client, image_ref: str = image_ref) -> float:
+                return pull_once(b, name, "ctr" if name == CONTAINERD_NAME else client, image_ref)
+
+            b.repeat(metric, runs, measure)
+    pmr = b.metric("snap_pmr", "snapshot Prepare + Mounts + Remove, on a committed parent (median)", "ms")
+    commit = b.metric("snap_commit", "snapshot Commit of an empty active snapshot (median)", "ms")
+    for name in b.healthy(pmr, commit):
+        try:
+            p, c = unpack.snapshot_latency(b.clients[name], b.args.rpc_runs * 4)
+        except FAILURES as exc:
+            pmr.fail(name, describe(exc))
+            commit.fail(name, describe(exc))
+            continue
+        pmr.add(name, p)
+        commit.add(name, c)
+        log(f"{name}: snapshots: prepare+mounts+remove {p:.2f} ms, commit {c:.2f} ms")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", choices=NAMES, help="run one daemon only (the other's column says n/a)")
@@ -302,6 +382,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fetch-mib", type=int, default=1024, help="size of the fetched image in MiB; 0 skips fetch (default 1024)"
     )
     parser.add_argument("--fetch-layers", type=int, default=4, help="layers of the fetched image (default 4)")
+    parser.add_argument("--no-unpack", dest="unpack", action="store_false", help="skip the pull-and-unpack benchmarks")
+    parser.add_argument("--no-debian", dest="debian", action="store_false", help="skip the debootstrapped Debian image")
     parser.add_argument(
         "--records",
         type=int,
@@ -371,6 +453,8 @@ def run(args: argparse.Namespace) -> int:
                 bench_ingest(b, blob)
             if args.fetch_mib:
                 bench_fetch(b, data)
+            if args.unpack:
+                bench_unpack(b, data)
             statuses = daemon_status(names, running, unavailable, b)
     metrics = list(b.metrics.values())
     absent = [

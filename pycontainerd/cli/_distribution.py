@@ -31,10 +31,13 @@ from ._common import human_size, parse_labels, report, subcommand
 
 __all__ = ["add_archive_commands", "add_content_commands", "add_image_commands"]
 
+_UNPACK_STATES = frozenset({"unpacking", "unpacked", "already unpacked"})
 _BLOB_STATES = frozenset(
     {"waiting", "downloading", "uploading", "exporting", "importing", "complete", "already exists", "mounted"}
+    | _UNPACK_STATES
 )
-_DONE_STATES = frozenset({"complete", "already exists", "mounted"})
+# A layer being unpacked has all its bytes: its bar stays full.
+_DONE_STATES = frozenset({"complete", "already exists", "mounted"} | _UNPACK_STATES)
 
 
 class _Lines:
@@ -124,7 +127,13 @@ def _platforms(args: argparse.Namespace) -> list[platforms.Platform]:
 
 
 def _pull_and_print(
-    client: Client, args: argparse.Namespace, ps: list[platforms.Platform], every: bool, metadata: bool
+    client: Client,
+    args: argparse.Namespace,
+    ps: list[platforms.Platform],
+    every: bool,
+    metadata: bool,
+    *,
+    unpack: bool = False,
 ) -> int:
     with _display(args.quiet) as progress:
         image = client.pull(
@@ -136,6 +145,8 @@ def _pull_and_print(
             labels=parse_labels(args.label),
             progress=progress,
             local=args.local,
+            unpack=unpack,
+            snapshotter=args.snapshotter,
         )
     print(f"{image.name} {image.target.digest}")
     return 0
@@ -145,7 +156,12 @@ def _pull(client: Client, args: argparse.Namespace) -> int:
     """Fetch an image and all it needs for the platforms asked (default: this host)."""
     if args.all_platforms and args.platform:
         raise InvalidArgument("--platform and --all-platforms cannot be used together")
-    return _pull_and_print(client, args, _platforms(args), args.all_platforms, not args.skip_metadata)
+    if args.all_platforms and not args.skip_unpack:
+        raise InvalidArgument("--all-platforms fetches every platform but unpacks none: add --skip-unpack")
+    ps = _platforms(args)
+    if len(ps) > 1 and not args.skip_unpack:
+        raise InvalidArgument("only one platform can be unpacked: give one --platform, or add --skip-unpack")
+    return _pull_and_print(client, args, ps, args.all_platforms, not args.skip_metadata, unpack=not args.skip_unpack)
 
 
 def _fetch(client: Client, args: argparse.Namespace) -> int:
@@ -252,6 +268,7 @@ def add_image_commands(images: Any) -> None:
     _registry_flags(p)
     p.add_argument("--all-platforms", action="store_true", help="every platform of the image")
     p.add_argument("--skip-metadata", action="store_true", help="only the wanted platforms' manifests and configs")
+    p.add_argument("--skip-unpack", action="store_true", help="fetch only; do not unpack into the snapshotter")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="label the image record")
     p.add_argument("ref", metavar="REF")
     p = subcommand(images, "push", _push, "push an image and everything it references to a registry")

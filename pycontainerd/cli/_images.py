@@ -20,6 +20,7 @@ from ..errors import AlreadyExists, ContainerdError
 from ..images import Descriptor, Image, walk
 from ._common import for_each, format_labels, group, human_bytes, parse_labels, print_table, subcommand
 from ._distribution import add_archive_commands, add_image_commands
+from ._unpack import add_unpack_commands
 
 
 def image_size(store: Provider, target: Descriptor) -> int:
@@ -142,6 +143,7 @@ def register(sub: Any) -> None:
     images = group(sub, "images", "manage images", aliases=["image", "i"])
     add_image_commands(images)
     add_archive_commands(images)
+    add_unpack_commands(images)
     p = subcommand(images, "ls", _ls, "list images", aliases=["list"])
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image names")
     p.add_argument("filters", nargs="*", metavar="FILTER", help="e.g. name==docker.io/library/alpine:latest")

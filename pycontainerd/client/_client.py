@@ -23,6 +23,7 @@ from ..namespaces import DEFAULT
 from ..platforms import Platform
 from ..snapshots.proxy import ProxySnapshotter
 from ..transfer import ProgressFunc
+from ..unpack import UnpackResult
 from . import _transfer
 from ._images import ImageStore
 from ._leases import LeaseManager
@@ -228,11 +229,14 @@ class Client:
         labels: Mapping[str, str] | None = None,
         progress: ProgressFunc | None = None,
         local: bool = False,
+        unpack: bool = False,
+        snapshotter: str = "",
     ) -> Image:
-        """Fetch ``ref`` from its registry (no unpacking) and record it under its normalised name.
+        """Fetch ``ref`` from its registry and record it under its normalised name; with ``unpack``, unpack it.
 
         The daemon does the work when it can (``local`` makes the client do
-        it, over the Content API); ``progress`` receives the events.
+        it, over the Content, Snapshots and Diff APIs); ``progress`` receives
+        the events.  ``snapshotter`` defaults to the daemon's default.
         """
         return _transfer.pull(
             self,
@@ -244,7 +248,22 @@ class Client:
             labels=dict(labels or {}),
             progress=progress,
             local=local,
+            unpack=unpack,
+            snapshotter=snapshotter,
         )
+
+    def unpack(
+        self,
+        image: Image | str,
+        *,
+        platform: Platform | None = None,
+        snapshotter: str = "",
+        progress: ProgressFunc | None = None,
+    ) -> UnpackResult:
+        """Unpack an image record (or the one named) into ``snapshotter``, under a lease held meanwhile."""
+        record = self.images.get(image) if isinstance(image, str) else image
+        with self.lease() as leased:
+            return _transfer.unpack_image(leased, record, platform, snapshotter, progress)
 
     def push(
         self,

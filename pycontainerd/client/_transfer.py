@@ -30,6 +30,7 @@ from ..api.services.streaming.v1 import streaming_pb2, streaming_pb2_grpc
 from ..api.services.transfer.v1 import transfer_pb2, transfer_pb2_grpc
 from ..api.types import platform_pb2
 from ..api.types.transfer import imagestore_pb2, progress_pb2, registry_pb2
+from ..diff.proxy import ProxyDiffer
 from ..errors import InvalidArgument
 from ..images import Image
 from ..reference import parse_normalized
@@ -37,6 +38,9 @@ from ..remotes.docker import DockerResolver, HostOptions
 from ..transfer import FetchOptions, Progress, ProgressFunc, PushOptions
 from ..transfer import pull as local_pull
 from ..transfer import push as local_push
+from ..transfer.progress import ref_key
+from ..unpack import UnpackResult
+from ..unpack import unpack as run_unpack
 from ._rpc import Connection, translated
 
 __all__ = ["Credentials", "RegistryOptions", "has_transfer", "pull", "push"]
@@ -197,8 +201,10 @@ def pull(
     labels: dict[str, str] | None = None,
     progress: ProgressFunc | None = None,
     local: bool = False,
+    unpack: bool = False,
+    snapshotter: str = "",
 ) -> Image:
-    """Fetch ``ref`` and record it under its normalised name; returns the record."""
+    """Fetch ``ref``, record it under its normalised name and, with ``unpack``, unpack it; returns the record."""
     registry = registry or RegistryOptions()
     name = str(parse_normalized(ref))
     if all_platforms and platform_list:
@@ -209,12 +215,45 @@ def pull(
         # As in containerd's image store, no platforms means every platform.
         dst = imagestore_pb2.ImageStore(name=name, labels=labels or {}, all_metadata=all_metadata)
         dst.platforms.extend(_platform_pb(p) for p in wanted)
+        if unpack:
+            target = wanted[0] if wanted else platforms.default()
+            dst.unpacks.append(
+                imagestore_pb2.UnpackConfiguration(platform=_platform_pb(target), snapshotter=snapshotter)
+            )
         _transfer(client.connection, src, dst, registry=registry, remote=src, progress=progress)
         return client.images.get(name)  # type: ignore[no-any-return]
     matcher = platforms.ordered(*wanted) if wanted else platforms.ALL
     opts = FetchOptions(matcher=matcher, all_metadata=all_metadata, labels=labels or {})
+    report = progress or _ignore
     with registry.resolver() as resolver, client.lease() as leased:
-        return local_pull(resolver, name, leased.content, leased.images, opts, progress=progress or _ignore, name=name)
+        image = local_pull(resolver, name, leased.content, leased.images, opts, progress=report, name=name)
+        if unpack:
+            unpack_image(leased, image, wanted[0] if wanted else None, snapshotter, report)
+        return image
+
+
+def unpack_image(
+    client: Any,
+    image: Image,
+    platform: platforms.Platform | None = None,
+    snapshotter: str = "",
+    progress: ProgressFunc | None = None,
+) -> UnpackResult:
+    """Unpack ``image`` from the client side: the daemon's Snapshots and Diff services do the disk work.
+
+    ``client`` should hold a lease, so layers half unpacked by a failure are collected.
+    """
+    name = snapshotter or client.default_snapshotter()
+    report = progress or _ignore
+    return run_unpack(
+        client.content,
+        client.snapshotter(name),
+        name,
+        ProxyDiffer(client.connection),
+        image.target,
+        matcher=platforms.only(platform) if platform else None,
+        progress=lambda e: report(Progress(event=e.state, name=ref_key(e.layer), desc=e.layer)),
+    )
 
 
 def push(

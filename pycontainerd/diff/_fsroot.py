@@ -218,9 +218,14 @@ class FsRoot:
         if st is not None and self.overlay and _is_whiteout(st):
             if not create:
                 return None
+            # whited out by this layer, which now puts something below the name: a new, opaque directory
             os.unlink(part, dir_fd=here.fd)
             self.invalidate()
-            st = None
+            os.mkdir(part, 0o755, dir_fd=here.fd)
+            os.chmod(part, 0o755, dir_fd=here.fd)
+            fd = os.open(part, _DIR_FLAGS, dir_fd=here.fd)
+            os.setxattr(fd, OPAQUE_XATTR, b"y")
+            return _Level(fd, [])
         if st is not None:
             if stat.S_ISDIR(st.st_mode):
                 fd = os.open(part, _DIR_FLAGS, dir_fd=here.fd)

@@ -245,6 +245,9 @@ class _Extractor:
                 self._replace(dir_fd, base)
                 os.mkdir(base, 0o700, dir_fd=dir_fd)
                 self.fs.invalidate()
+                if self.mode is WhiteoutMode.OVERLAY and _is_whiteout(st):
+                    # this layer whited the name out and made it again: nothing below shows through
+                    os.setxattr(f"/proc/self/fd/{dir_fd}/{base}", OPAQUE_XATTR, b"y", follow_symlinks=False)
         self._metadata(e, dir_fd, base, directory=True)
         atime = e.mtime_ns if e.atime_ns is None else e.atime_ns
         self.dirs.append((parts, atime, e.mtime_ns))
@@ -316,11 +319,27 @@ class _Extractor:
         found = self.fs.directory(parts[:-1], create=overlay, entry=e.name)
         if found is None:
             return  # nothing there to delete
-        dir_fd = found[0]
-        self.fs.remove(dir_fd, name)
+        dir_fd, phys = found
+        # A whiteout hides what lower layers have, never what this layer itself put at the name
+        # (whichever comes first in the tar): what this layer made there stays, emptied of the rest.
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False) if _exists(name, dir_fd) else None
         if overlay:
-            os.mknod(name, stat.S_IFCHR, 0, dir_fd=dir_fd)
-            self.fs.invalidate()
+            if st is None:
+                os.mknod(name, stat.S_IFCHR, 0, dir_fd=dir_fd)
+                self.fs.invalidate()
+            elif stat.S_ISDIR(st.st_mode):
+                os.setxattr(f"/proc/self/fd/{dir_fd}/{name}", OPAQUE_XATTR, b"y", follow_symlinks=False)
+                self.fs.invalidate()
+            return
+        path = (*phys, name)
+        if path not in self.unpacked:
+            self.fs.remove(dir_fd, name)
+        elif st is not None and stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            try:
+                self._empty_lower(sub, path)
+            finally:
+                os.close(sub)
 
     def _empty_lower(self, dir_fd: int, phys: tuple[str, ...]) -> None:
         """Remove what is in the directory but was not written by this layer (an opaque marker, DELETE mode)."""
@@ -344,6 +363,14 @@ class _Extractor:
 
 def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def apply_layer(

@@ -20,7 +20,7 @@ import io
 import pathlib
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import BinaryIO, Protocol, cast
 
 from ..content import Ingester, Provider, Writer, open_blob
 from ..errors import AlreadyExists, InvalidArgument, quote
@@ -79,14 +79,10 @@ def _mounted_ro(mounts: Sequence[Mount], scratch: pathlib.Path | None) -> Iterat
     if not mounts:
         yield None
         return
-    ro = [Mount(m.type, m.source, (*(o for o in m.options if o != "rw"), "ro"), m.target) for m in mounts]
-    if any(m.type == "overlay" for m in mounts):
-        ro = [
-            Mount(m.type, m.source, tuple(o for o in m.options if o != "ro"), m.target) if m.type == "overlay" else m
-            for m in ro
-        ]
+    ro = [Mount(m.type, m.source, (*(o for o in m.options if o not in ("rw", "ro")), "ro"), m.target) for m in mounts]
     with mounted(ro, parent=scratch) as root:
         yield root
+
 
 __all__ = ["LocalDiffer"]
 
@@ -148,7 +144,7 @@ class LocalDiffer:
             validate(lower)
         writer = self._content.writer(ref or f"diff-{secrets.token_hex(8)}")
         try:
-            out = _IngestFile(writer)
+            out = cast(BinaryIO, _IngestFile(writer))
             up = upper[0]
             upperdir = option_value(up.options, "upperdir") if len(upper) == 1 and up.type == "overlay" else None
             if upperdir is not None and _layer_dirs(lower) == lowerdirs(up):

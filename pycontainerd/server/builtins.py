@@ -22,6 +22,7 @@ from ..errors import FailedPrecondition
 from ..metadata import DB, GCConfig, Scheduler
 from ..plugin import InitContext, PluginType, Registration, Registry
 from ..services.content import ContentService
+from ..services.diff import DiffService
 from ..services.health import HealthService
 from ..services.images import ImagesService
 from ..services.introspection import IntrospectionService
@@ -205,6 +206,10 @@ def _init_snapshots_service(ic: InitContext) -> object:
     return SnapshotsService(ic.get(PluginType.METADATA, DB))
 
 
+def _init_diff_service(ic: InitContext) -> object:
+    return DiffService(ic.get(PluginType.METADATA, DB))
+
+
 def _init_namespaces_service(ic: InitContext) -> object:
     return NamespacesService(ic.get(PluginType.METADATA, DB))
 
@@ -219,7 +224,10 @@ def _init_streaming_service(ic: InitContext) -> object:
 
 def _init_transfer_service(ic: InitContext) -> object:
     ic.get(PluginType.GC, Scheduler)  # a pull's temporary lease is collected once it ends
-    return TransferService(ic.get(PluginType.METADATA, DB), ic.get(PluginType.STREAMING, StreamManager))
+    snapshots = ic.get(PluginType.SERVICE, SnapshotsServiceConfig, "snapshots-service")
+    return TransferService(
+        ic.get(PluginType.METADATA, DB), ic.get(PluginType.STREAMING, StreamManager), snapshots.default
+    )
 
 
 def _init_introspection_service(ic: InitContext) -> object:
@@ -256,13 +264,16 @@ BUILTINS: tuple[Builtin, ...] = (
     _grpc("leases", _META_GC, _init_leases_service),
     _grpc("namespaces", _META, _init_namespaces_service),
     Builtin(
-        Registration(type=PluginType.SERVICE, id="snapshots-service", requires=_META, init=_init_snapshots_service_core),
+        Registration(
+            type=PluginType.SERVICE, id="snapshots-service", requires=_META, init=_init_snapshots_service_core
+        ),
         SnapshotsServiceConfig,
     ),
     _grpc("snapshots", _META_GC, _init_snapshots_service),
+    _grpc("diff", _META, _init_diff_service),
     Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
     _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
-    _grpc("transfer", (*_META_GC, PluginType.STREAMING), _init_transfer_service),
+    _grpc("transfer", (*_META_GC, PluginType.STREAMING, PluginType.SERVICE), _init_transfer_service),
     _grpc("version", (), _init_version_service),
     _grpc("healthcheck", (), _init_health_service),
     _grpc("introspection", ("*",), _init_introspection_service),

@@ -25,12 +25,16 @@ from ..api import typeurl
 from ..api.convert import descriptor_to_pb
 from ..api.services.transfer.v1 import transfer_pb2 as pb
 from ..api.services.transfer.v1 import transfer_pb2_grpc as pb_grpc
+from ..api.types import platform_pb2
 from ..api.types.transfer import imagestore_pb2, progress_pb2, registry_pb2
+from ..diff.local import LocalDiffer
 from ..errors import InvalidArgument, NotFound, NotImplementedYet
 from ..metadata import DB
 from ..remotes.docker import DockerResolver, HostOptions
 from ..streaming import Manager, Stream
 from ..transfer import FetchOptions, Progress, PushOptions, pull, push
+from ..transfer.progress import ref_key
+from ..unpack import unpack
 from .rpc import guarded, namespace_and_lease, offload
 
 __all__ = ["TransferService"]
@@ -44,6 +48,13 @@ AUTH_TIMEOUT = 60.0
 def matcher_for(ps: list[platforms.Platform]) -> platforms.Matcher:
     """As containerd's image store: the platforms in order of preference, or every platform when none."""
     return platforms.ordered(*ps) if ps else platforms.ALL
+
+
+def _unpack_matcher(p: platform_pb2.Platform) -> platforms.Matcher:
+    """An unpack's platform; none given means this host's."""
+    if not p.os and not p.architecture:
+        return platforms.default_matcher()
+    return platforms.only(platforms.Platform(p.os, p.architecture, p.variant))
 
 
 def _platforms(msgs: object) -> list[platforms.Platform]:
@@ -114,7 +125,8 @@ def _credentials(
 
 
 class TransferService(pb_grpc.TransferServicer):
-    def __init__(self, db: DB, streams: Manager) -> None:
+    def __init__(self, db: DB, streams: Manager, default_snapshotter: str = "overlayfs") -> None:
+        self._default_snapshotter = default_snapshotter
         self._db = db
         self._streams = streams
 
@@ -174,8 +186,9 @@ class TransferService(pb_grpc.TransferServicer):
     ) -> Callable[[], None]:
         if not src.reference:
             raise InvalidArgument("OCIRegistry.reference is required")
-        if len(dst.unpacks):
-            raise NotImplementedYet("unpacking into a snapshotter is not supported yet; pull without unpack")
+        unpacks = [(u.snapshotter or self._default_snapshotter, _unpack_matcher(u.platform)) for u in dst.unpacks]
+        for sn_name, _ in unpacks:
+            self._db.snapshotter(sn_name, namespace)  # an unknown snapshotter fails before any fetch
         if len(dst.extra_references):
             raise NotImplementedYet("extra image references are not supported yet")
         resolver = self._resolver(namespace, src.resolver, src.reference, loop)
@@ -188,16 +201,27 @@ class TransferService(pb_grpc.TransferServicer):
 
         def work() -> None:
             with resolver, self._lease(namespace, lease) as held:
-                pull(
+                content = self._db.content(namespace, held)
+                image = pull(
                     resolver,
                     src.reference,
-                    self._db.content(namespace, held),
+                    content,
                     self._db.images(namespace),
                     opts,
                     progress=progress,
                     cancel=cancel,
                     name=dst.name,
                 )
+                for sn_name, matcher in unpacks:
+                    unpack(
+                        content,
+                        self._db.snapshotter(sn_name, namespace, held),
+                        sn_name,
+                        LocalDiffer(content),
+                        image.target,
+                        matcher=matcher,
+                        progress=lambda e: progress(Progress(event=e.state, name=ref_key(e.layer), desc=e.layer)),
+                    )
 
         return work
 

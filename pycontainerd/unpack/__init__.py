@@ -1,0 +1,148 @@
+"""Unpacking images into snapshots: each layer applied once, under its chain id, and shared.
+
+For the manifest a platform selects, each layer becomes a committed
+snapshot named by its chain id, on top of the one below.  Layers whose
+snapshot exists already (another image shares them) are skipped.  A layer
+is applied into an active snapshot keyed ``extract-<unique> <chain id>``
+and labelled ``containerd.io/snapshot.ref=<chain id>``, so two unpacks
+racing for the same layer end with one snapshot and no error, as in
+containerd.  Afterwards the layer blobs carry their diff ids
+(``containerd.io/uncompressed``) and the config points the collector at the
+top snapshot (``containerd.io/gc.ref.snapshot.<snapshotter>``); the caller
+holds a lease meanwhile, so nothing half-made outlives a failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .. import platforms
+from ..content import Manager, Provider, read_blob
+from ..content.helpers import ensure_labels
+from ..diff.differ import LABEL_UNCOMPRESSED, Applier
+from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..images import Descriptor
+from ..images.identity import chain_ids
+from ..images.manifest import MAX_CONFIG_SIZE, parse_config
+from ..images.walk import manifest_for
+from ..snapshots import LABEL_SNAPSHOT_REF, UNPACK_KEY_PREFIX, Snapshotter
+
+__all__ = ["LayerEvent", "UnpackResult", "unpack"]
+
+LABEL_GC_SNAPSHOT = "containerd.io/gc.ref.snapshot."
+
+
+class _Content(Provider, Manager, Protocol):
+    """The content roles an unpack needs: reading blobs, and labelling them."""
+
+
+@dataclass(frozen=True)
+class LayerEvent:
+    """Progress of one layer: ``state`` is ``unpacking``, ``unpacked`` or ``already unpacked``."""
+
+    layer: Descriptor
+    chain_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    chain_id: str
+    """The top snapshot's name ("" for an image without layers)."""
+    config: Descriptor
+    layers: int
+    applied: int
+    """How many layers were unpacked now (the rest existed)."""
+
+
+def _key(chain_id: str) -> str:
+    return f"{UNPACK_KEY_PREFIX}-{time.time_ns()}-{secrets.token_hex(4)} {chain_id}"
+
+
+def _exists(sn: Snapshotter, name: str) -> bool:
+    try:
+        sn.stat(name)
+    except NotFound:
+        return False
+    return True
+
+
+def unpack(
+    content: _Content,
+    snapshotter: Snapshotter,
+    snapshotter_name: str,
+    applier: Applier,
+    target: Descriptor,
+    *,
+    matcher: platforms.Matcher | None = None,
+    progress: Callable[[LayerEvent], None] | None = None,
+) -> UnpackResult:
+    """Unpack the image ``target`` (an index or manifest) for the platform ``matcher`` accepts (default: this host)."""
+    matcher = matcher or platforms.default_matcher()
+    _, manifest = manifest_for(content, target, matcher)
+    if manifest.config.size > MAX_CONFIG_SIZE:
+        raise InvalidArgument(f"image config {manifest.config.digest} is larger than {MAX_CONFIG_SIZE} bytes")
+    config = parse_config(read_blob(content, manifest.config.digest))
+    if len(config.diff_ids) != len(manifest.layers):
+        raise InvalidArgument(
+            f"image config of {target.digest} lists {len(config.diff_ids)} diff ids for {len(manifest.layers)} layers"
+        )
+    chains = chain_ids(config.diff_ids)
+    report = progress or (lambda e: None)
+    parent = ""
+    applied = 0
+    for layer, diff_id, chain in zip(manifest.layers, config.diff_ids, chains, strict=True):
+        if _exists(snapshotter, chain):
+            report(LayerEvent(layer, chain, "already unpacked"))
+        elif _apply_one(snapshotter, applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report):
+            applied += 1
+        ensure_labels(content, layer.digest, {LABEL_UNCOMPRESSED: diff_id})
+        parent = chain
+    if chains:
+        ensure_labels(content, manifest.config.digest, {LABEL_GC_SNAPSHOT + snapshotter_name: chains[-1]})
+    return UnpackResult(chain_id=parent, config=manifest.config, layers=len(manifest.layers), applied=applied)
+
+
+def _apply_one(
+    sn: Snapshotter,
+    applier: Applier,
+    layer: Descriptor,
+    *,
+    diff_id: str,
+    chain: str,
+    parent: str,
+    report: Callable[[LayerEvent], None],
+) -> bool:
+    """Apply one layer into a new snapshot named ``chain``; False when someone else made it meanwhile."""
+    labels = {LABEL_SNAPSHOT_REF: chain}
+    key = _key(chain)
+    try:
+        mounts = sn.prepare(key, parent, labels)
+    except AlreadyExists:
+        if _exists(sn, chain):
+            report(LayerEvent(layer, chain, "already unpacked"))
+            return False
+        raise
+    report(LayerEvent(layer, chain, "unpacking"))
+    try:
+        applied = applier.apply(layer, mounts)
+        if applied.digest != diff_id:
+            raise InvalidArgument(f"layer {layer.digest}: its content has diff id {applied.digest}, not {diff_id}")
+        try:
+            sn.commit(chain, key, labels)
+        except AlreadyExists:
+            sn.remove(key)
+            report(LayerEvent(layer, chain, "already unpacked"))
+            return False
+    except BaseException:
+        try:
+            sn.remove(key)
+        except NotFound:
+            pass
+        raise
+    report(LayerEvent(layer, chain, "unpacked"))
+    return True
