@@ -51,10 +51,7 @@ def test_pyctr_pull_unpacks_and_mounts(
     chains = [k for k in snapshot_keys(d) if k.startswith("sha256:")]
     assert len(chains) == 3, snapshot_keys(d)
     # Unpacked layers carry their diff ids; the config keeps the top snapshot from the collector.
-    labels = {
-        line.split()[0]: line.split()[-1]
-        for line in pyctr(d, "content", "ls").stdout.splitlines()[1:]
-    }
+    labels = {line.split()[0]: line.split()[-1] for line in pyctr(d, "content", "ls").stdout.splitlines()[1:]}
     assert any("containerd.io/gc.ref.snapshot.overlayfs=" in v for v in labels.values()), labels
     target = tmp_path / "mnt"
     target.mkdir()
@@ -110,5 +107,3 @@ def test_ctr_pulls_and_mounts_through_pycontainerd(
         ctr(d.address, "images", "unmount", "--rm", str(target))
         unmount_all(target)
     assert "true" in ctr(d.address, "images", "check").stdout.splitlines()[1].split()
-
-
