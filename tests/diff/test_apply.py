@@ -244,3 +244,35 @@ def test_root_entry_and_dot_names(target: Target) -> None:
     apply(target.root, layer)
     assert os.lstat(target.root).st_mode == mode
     assert (target.root / "a/b").read_bytes() == b"b" and (target.root / "abs/c").read_bytes() == b"c"
+
+
+@pytest.mark.parametrize("order", ["whiteout-first", "whiteout-last"])
+def test_whiteout_spares_the_same_layer(tmp_path: Path, order: str) -> None:
+    """The spec: a whiteout hides lower layers' files only, wherever it comes in its own layer."""
+    import subprocess
+
+    from .treecmp import differences
+
+    lower = LayerTar().dir("a").file("a/lower", b"l").file("f", b"old").dir("g").file("g/lower", b"l").bytes()
+    t = LayerTar()
+    if order == "whiteout-first":
+        t.whiteout("a").whiteout("f").whiteout("g").dir("a").file("a/new", b"n").file("f", b"new").file("g/x", b"x")
+    else:
+        t.dir("a").file("a/new", b"n").file("f", b"new").file("g/x", b"x").whiteout("a").whiteout("f").whiteout("g")
+    upper = t.bytes()
+    flat, up0, up1, mnt = (tmp_path / n for n in ("flat", "up0", "up1", "mnt"))
+    for d in (flat, up0, up1, mnt):
+        d.mkdir()
+    for blob in (lower, upper):
+        apply(flat, blob)
+    apply(up0, lower, whiteouts=WhiteoutMode.OVERLAY)
+    apply(up1, upper, whiteouts=WhiteoutMode.OVERLAY, parents=[up0])
+    assert sorted(os.listdir(flat)) == ["a", "f", "g"]
+    assert os.listdir(flat / "a") == ["new"] and os.listdir(flat / "g") == ["x"]
+    assert (flat / "f").read_bytes() == b"new"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={up1}:{up0}", str(mnt)], check=True)
+    try:
+        merged = snapshot_tree(mnt)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    assert differences(snapshot_tree(flat), merged, ignore=["mtime_ns"]) == []
