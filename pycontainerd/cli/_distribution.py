@@ -156,11 +156,8 @@ def _pull(client: Client, args: argparse.Namespace) -> int:
     """Fetch an image and all it needs for the platforms asked (default: this host)."""
     if args.all_platforms and args.platform:
         raise InvalidArgument("--platform and --all-platforms cannot be used together")
-    if args.all_platforms and not args.skip_unpack:
-        raise InvalidArgument("--all-platforms fetches every platform but unpacks none: add --skip-unpack")
+    # Unpacked is the first platform asked for, or this host's (with --all-platforms too).
     ps = _platforms(args)
-    if len(ps) > 1 and not args.skip_unpack:
-        raise InvalidArgument("only one platform can be unpacked: give one --platform, or add --skip-unpack")
     return _pull_and_print(client, args, ps, args.all_platforms, not args.skip_metadata, unpack=not args.skip_unpack)
 
 

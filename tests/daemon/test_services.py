@@ -35,6 +35,7 @@ PLUGINS = [
     ("io.containerd.grpc.v1", "namespaces"),
     ("io.containerd.service.v1", "snapshots-service"),
     ("io.containerd.grpc.v1", "snapshots"),
+    ("io.containerd.grpc.v1", "diff"),
     ("io.containerd.streaming.v1", "manager"),
     ("io.containerd.grpc.v1", "streaming"),
     ("io.containerd.grpc.v1", "transfer"),

@@ -17,6 +17,7 @@ import pytest
 from pycontainerd import errors
 from pycontainerd.client import Client
 from pycontainerd.snapshots import Snapshotter
+from pycontainerd.snapshots.proxy import ProxySnapshotter
 from tests.conformance.snapshots import SnapshotterSuite
 from tests.fixtures.daemon import PycontainerdDaemon
 
@@ -62,7 +63,8 @@ def test_unknown_or_missing_snapshotter(client: Client) -> None:
     with pytest.raises(errors.InvalidArgument, match="not loaded"):
         client.snapshotter("zfs").prepare("k")
     with pytest.raises(errors.InvalidArgument, match="snapshotter argument missing"):
-        list(client.snapshotter("").walk())
+        list(ProxySnapshotter(client.connection, "").walk())
+    assert client.snapshotter("").name == "overlayfs"  # the client's empty name means the daemon's default
 
 
 def test_namespaces_do_not_see_each_other(daemon: PycontainerdDaemon) -> None:

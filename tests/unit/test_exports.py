@@ -30,6 +30,13 @@ PACKAGES = [
     "pycontainerd.archive",
     "pycontainerd.streaming",
     "pycontainerd.api.typeurl",
+    "pycontainerd.mount",
+    "pycontainerd.snapshots",
+    "pycontainerd.snapshots.storage",
+    "pycontainerd.diff",
+    "pycontainerd.diff.differ",
+    "pycontainerd.images.identity",
+    "pycontainerd.unpack",
 ]
 
 
