@@ -28,7 +28,7 @@ from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFoun
 from ..metadata._util import apply_label_paths, dump_labels, load_labels, now_ns, to_datetime
 from ._types import Info, Kind, Usage, adaptor
 
-__all__ = ["MetaStore", "Snapshot", "Tx"]
+__all__ = ["MetaStore", "Snapshot", "Tx", "validate_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
