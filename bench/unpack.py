@@ -66,7 +66,11 @@ def _layer_from_dir(layout: Path, source: Path, arcname: str) -> tuple[dict[str,
     diff_id = _sha_file(raw)
     size = raw.stat().st_size
     gz = layout / "layer.tar.gz"
-    with open(raw, "rb") as src, gzip.open(gz, "wb", compresslevel=6, mtime=0) as dst:
+    with (
+        open(raw, "rb") as src,
+        open(gz, "wb") as out,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as dst,
+    ):
         shutil.copyfileobj(src, dst, 4 << 20)
     raw.unlink()
     digest = _sha_file(gz)
@@ -133,6 +137,8 @@ def forget(address: str, ref: str) -> None:
     left = listing.stdout.decode().splitlines()[1:]
     if left:
         raise workloads.BenchmarkError(f"snapshots left after removing the image: {left[:3]}")
+    # Each pull starts with no dirty pages of the last one still being written back.
+    os.sync()
 
 
 def snapshot_latency(client: workloads.Client, runs: int) -> tuple[float, float]:
