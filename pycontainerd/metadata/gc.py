@@ -176,7 +176,13 @@ def collect(db: DB) -> GCStats:
                     ingests_removed += 1
                 except ContainerdError as e:
                     log.warning("gc: could not remove ingest %s: %s", st.ref, e)
-        snapshots_removed = _sweep_snapshots(db, conn)
+        snapshots_removed, to_clean = _sweep_snapshots(db, conn)
+    # Reclaiming disk can take long (a removed image's whole tree); the lock is not held meanwhile.
+    for name in to_clean:
+        try:
+            db.snapshotters[name].cleanup()
+        except ContainerdError as e:
+            log.warning("gc: snapshotter %s could not clean up: %s", name, e)
     for ns in {ns for ns, _ in dead_content}:
         db.bump("content", ns)
     for node in snap_rows:
@@ -205,11 +211,12 @@ def _depth(infos: Mapping[str, Info], key: str) -> int:
     return d
 
 
-def _sweep_snapshots(db: DB, conn: sqlite3.Connection) -> int:
-    """Remove backend snapshots that no record names, deepest first; then let each backend clean up."""
+def _sweep_snapshots(db: DB, conn: sqlite3.Connection) -> tuple[int, list[str]]:
+    """Remove backend snapshots that no record names, deepest first; returns how many, and which backends to clean."""
     from .snapshots import backend_key
 
     removed = 0
+    to_clean: list[str] = []
     for name, backend in db.snapshotters.items():
         wanted = {
             backend_key(ns, sid, key)
@@ -226,11 +233,8 @@ def _sweep_snapshots(db: DB, conn: sqlite3.Connection) -> int:
                 removed += 1
             except ContainerdError as e:
                 log.warning("gc: could not remove snapshot %s from %s: %s", key, name, e)
-        try:
-            backend.cleanup()
-        except ContainerdError as e:
-            log.warning("gc: snapshotter %s could not clean up: %s", name, e)
-    return removed
+        to_clean.append(name)
+    return removed, to_clean
 
 
 class Scheduler:

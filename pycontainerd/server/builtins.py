@@ -133,11 +133,11 @@ def _snapshotter_root(ic: InitContext) -> pathlib.Path:
 def _init_overlay(ic: InitContext) -> OverlaySnapshotter:
     root = _snapshotter_root(ic)
     check_overlay(root)
-    return OverlaySnapshotter(root)
+    return OverlaySnapshotter(root, async_remove=True)
 
 
 def _init_native(ic: InitContext) -> NativeSnapshotter:
-    return NativeSnapshotter(_snapshotter_root(ic))
+    return NativeSnapshotter(_snapshotter_root(ic), async_remove=True)
 
 
 def _init_snapshots_service_core(ic: InitContext) -> SnapshotsServiceConfig:

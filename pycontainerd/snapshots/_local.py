@@ -5,7 +5,10 @@ what goes in it (:meth:`LocalSnapshotter._populate`), which tree holds the
 snapshot's own changes (:meth:`LocalSnapshotter._upper`) and how it is
 mounted (:meth:`LocalSnapshotter._mounts_of`).  Removal renames the
 directory out of the id space inside the records' transaction, then deletes
-it; :meth:`cleanup` deletes anything a crash left behind.
+it — or, with ``async_remove`` (the daemon's choice, as containerd's overlay
+plugin makes it), leaves the deleting to :meth:`cleanup`, which the garbage
+collector calls without holding any lock.  :meth:`cleanup` also deletes
+anything a crash left behind.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import pathlib
 import shutil
 import stat
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 
 from ..errors import Unknown
@@ -83,8 +87,10 @@ def _rmtree(path: pathlib.Path) -> None:
 class LocalSnapshotter:
     """A snapshotter whose snapshots are directories under ``root``; see the module docstring."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path, *, async_remove: bool = False) -> None:
         self.root = root
+        self.async_remove = async_remove
+        self._cleaning = threading.Lock()  # one cleanup deletes at a time
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.snapshots_dir = root / "snapshots"
         self.snapshots_dir.mkdir(mode=0o700, exist_ok=True)
@@ -167,7 +173,8 @@ class LocalSnapshotter:
                 return
             except OSError as e:
                 raise Unknown(f"remove snapshot {key!r}: {e.strerror}") from None
-        _rmtree(doomed)
+        if not self.async_remove:
+            _rmtree(doomed)
 
     def walk(self, filters: Sequence[str] = ()) -> Iterator[Info]:
         with self._ms.read() as tx:
@@ -176,11 +183,24 @@ class LocalSnapshotter:
 
     def cleanup(self) -> None:
         """Delete directories that no record names: removals a crash interrupted, snapshots never recorded."""
+        with self._cleaning:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
         with self._ms.write() as tx:  # the writer's lock: no snapshot is being created meanwhile
             ids = tx.ids()
+            doomed = []
             for entry in os.scandir(self.snapshots_dir):
-                if entry.name not in ids:
-                    _rmtree(pathlib.Path(entry.path))
+                if entry.name in ids:
+                    continue
+                if entry.name.startswith(_REMOVING):
+                    doomed.append(pathlib.Path(entry.path))
+                else:  # never recorded: move it out of the id space before deleting it unlocked
+                    moved = self.snapshots_dir / (_REMOVING + entry.name)
+                    os.rename(entry.path, moved)
+                    doomed.append(moved)
+        for path in doomed:
+            _rmtree(path)
 
     def close(self) -> None:
         self._ms.close()

@@ -51,8 +51,8 @@ def check_overlay(root: pathlib.Path) -> None:
 class OverlaySnapshotter(LocalSnapshotter):
     """Snapshots as overlayfs layers."""
 
-    def __init__(self, root: pathlib.Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: pathlib.Path, *, async_remove: bool = False) -> None:
+        super().__init__(root, async_remove=async_remove)
         # Without an index, overlayfs does not insist that lower directories stay on one upper for life.
         self._index_off = _INDEX_PARAM.exists()
 
