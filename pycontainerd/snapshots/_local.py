@@ -13,6 +13,7 @@ anything a crash left behind.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -84,7 +85,7 @@ def _rmtree(path: pathlib.Path) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-class LocalSnapshotter:
+class LocalSnapshotter(abc.ABC):
     """A snapshotter whose snapshots are directories under ``root``; see the module docstring."""
 
     def __init__(self, root: pathlib.Path, *, async_remove: bool = False) -> None:
@@ -98,16 +99,17 @@ class LocalSnapshotter:
 
     # What subclasses provide
 
+    @abc.abstractmethod
     def _populate(self, snap: Snapshot, path: pathlib.Path) -> None:
         """Fill a new snapshot's directory (already created, empty)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _upper(self, id_: str) -> pathlib.Path:
         """The tree holding this snapshot's own files."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _mounts_of(self, snap: Snapshot) -> list[Mount]:
-        raise NotImplementedError
+        """How the snapshot is mounted."""
 
     # Helpers
 
