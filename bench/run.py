@@ -306,7 +306,7 @@ def pull_argv(b: Bench, name: str, client: str, ref: str) -> list[str]:
 def pull_once(b: Bench, name: str, client: str, ref: str) -> float:
     """One pull-and-unpack into an empty store; the store is emptied again after."""
     seconds = unpack.pull_seconds(pull_argv(b, name, client, ref))
-    unpack.forget(b.running[name].address, ref)
+    unpack.forget(b.running[name].address, b.running[name].base / "root", ref)
     return seconds
 
 

@@ -130,15 +130,57 @@ def pull_seconds(argv: Sequence[str]) -> float:
     return seconds
 
 
-def forget(address: str, ref: str) -> None:
-    """Remove the image and collect, so the next pull starts from an empty store; check no snapshot is left."""
+def forget(address: str, root: Path, ref: str) -> None:
+    """Remove the image and collect, so the next pull starts from an empty store; check no snapshot is left.
+
+    A daemon may delete removed snapshot directories after the call returns
+    (containerd's overlayfs removes asynchronously); the next pull, of either
+    daemon, must not share the disk with that, so this waits until the
+    overlayfs snapshot directory is empty, then flushes dirty pages.
+    """
     workloads.ctr(address, "images", "rm", "--sync", ref)
     _, listing = workloads.ctr(address, "snapshots", "ls", capture=True)
     left = listing.stdout.decode().splitlines()[1:]
     if left:
         raise workloads.BenchmarkError(f"snapshots left after removing the image: {left[:3]}")
-    # Each pull starts with no dirty pages of the last one still being written back.
+    snapshots = root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots"
+    deadline = time.monotonic() + 300
+    while snapshots.is_dir() and any(snapshots.iterdir()):
+        if time.monotonic() > deadline:
+            raise workloads.BenchmarkError(f"{snapshots} still not empty 300 s after the image was removed")
+        time.sleep(0.1)
     os.sync()
+    wait_disk_idle()
+
+
+def _disk_activity() -> tuple[int, ...]:
+    """Per block device: sectors written and discarded so far, and I/Os in flight (/proc/diskstats)."""
+    out: list[int] = []
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 17 and not fields[2].startswith(("loop", "ram")):
+                out += [int(fields[9]), int(fields[11]), int(fields[16])]
+    return tuple(out)
+
+
+def wait_disk_idle(quiet: float = 1.0, limit: float = 60.0) -> None:
+    """Wait until no block device has written or discarded anything for ``quiet`` seconds (at most ``limit``).
+
+    Deleting a gigabyte of files goes on in the kernel (journal commits,
+    discards) after the daemon's call returns; a pull timed meanwhile would
+    pay for the previous one.
+    """
+    deadline = time.monotonic() + limit
+    last = _disk_activity()
+    still_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _disk_activity()
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return
 
 
 def snapshot_latency(client: workloads.Client, runs: int) -> tuple[float, float]:

@@ -30,6 +30,8 @@ class GCConfig:
     schedule_delay: float = 0.0
     startup_delay: float = 0.1
     interval: float = 3600.0
+    pause_threshold: float = 0.02
+    """Collections triggered by deletions are spaced so they take at most this share of the time."""
 
 
 class DB:

@@ -291,12 +291,19 @@ class Scheduler:
         while True:
             with self._cond:
                 self._dirty = False
+            started = time.monotonic()
             try:
                 self.last = collect(self._db)
                 self.runs += 1
             except Exception:
                 log.exception("gc: collection failed")
+            took = time.monotonic() - started
             if not self._wait(self.config.interval, until_dirty=True):
                 return
-            if self.config.schedule_delay and not self._wait(self.config.schedule_delay, until_dirty=False):
+            # As containerd's pause threshold: collections hold the lock, so they may take at most
+            # that share of the time; a burst of deletions waits for one collection, not one each.
+            spacing = took / self.config.pause_threshold if self.config.pause_threshold > 0 else 0.0
+            gap = started + spacing - time.monotonic()
+            delay = max(self.config.schedule_delay, gap)
+            if delay > 0 and not self._wait(delay, until_dirty=False):
                 return

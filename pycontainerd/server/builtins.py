@@ -75,8 +75,10 @@ class MetadataConfig:
 class GCSchedulerConfig:
     """``[plugins."io.containerd.gc.v1.scheduler"]``: containerd's keys, plus ``interval``.
 
-    The thresholds are accepted for compatibility; pycontainerd's scheduler
-    collects after deletions (``schedule_delay`` later) and every ``interval``.
+    pycontainerd's scheduler collects after deletions (``schedule_delay``
+    later, and spaced so collecting takes at most ``pause_threshold`` of the
+    time, as containerd's) and every ``interval``; the deletion and mutation
+    thresholds are accepted for compatibility.
     """
 
     pause_threshold: float = 0.02
@@ -175,10 +177,12 @@ def _init_gc(ic: InitContext) -> Scheduler:
             schedule_delay=float(c["schedule_delay"]),
             startup_delay=float(c["startup_delay"]),
             interval=float(c["interval"]),
+            pause_threshold=float(c["pause_threshold"]),
         )
     )
     for key in ("schedule_delay", "startup_delay", "interval"):
         ic.properties[key] = f"{float(c[key])}s"
+    ic.properties["pause_threshold"] = str(float(c["pause_threshold"]))
     scheduler.start()
     return scheduler
 
