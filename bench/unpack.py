@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench import registry, workloads
@@ -222,6 +222,3 @@ def snapshot_latency(client: workloads.Client, runs: int) -> tuple[float, float]
     pmr.sort()
     commits.sort()
     return pmr[len(pmr) // 2], commits[len(commits) // 2]
-
-
-Measure = Callable[[str], float]

@@ -186,6 +186,11 @@ def age(when: datetime, now: datetime | None = None) -> str:
     return human_duration((now or datetime.now(UTC)) - when)
 
 
+def gc_root_label() -> dict[str, str]:
+    """What a user creates by hand stays until removed by hand, as with ctr: a ``containerd.io/gc.root`` label."""
+    return {"containerd.io/gc.root": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
 def format_labels(labels: Mapping[str, str], empty: str = "-") -> str:
     """Sorted ``k=v`` pairs joined by commas."""
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or empty

@@ -13,22 +13,13 @@ from ..client import Client
 from ..mount import Mount, mount_all
 from ..snapshots import Info, Kind, Usage
 from ..snapshots.proxy import ProxySnapshotter
-from ._common import for_each, format_labels, group, human_size, parse_labels, print_table, subcommand
+from ._common import for_each, format_labels, gc_root_label, group, human_size, parse_labels, print_table, subcommand
 
 __all__ = ["register"]
-
-_ROOT_LABEL = "containerd.io/gc.root"
 
 
 def _snapshotter(client: Client, args: argparse.Namespace) -> ProxySnapshotter:
     return client.snapshotter(args.snapshotter or "")
-
-
-def _root_label() -> dict[str, str]:
-    """What pyctr creates by hand stays until removed by hand, as with ctr."""
-    from datetime import UTC, datetime
-
-    return {_ROOT_LABEL: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _ls(client: Client, args: argparse.Namespace) -> int:
@@ -84,7 +75,7 @@ def _print_mounts(mounts: list[Mount], target: str, as_json: bool) -> None:
 
 def _create(client: Client, args: argparse.Namespace, view: bool) -> int:
     sn = _snapshotter(client, args)
-    labels = {**_root_label(), **parse_labels(args.label)}
+    labels = {**gc_root_label(), **parse_labels(args.label)}
     create = sn.view if view else sn.prepare
     mounts = create(args.key, args.parent or "", labels)
     if args.target:
@@ -108,7 +99,7 @@ def _mounts(client: Client, args: argparse.Namespace) -> int:
 
 
 def _commit(client: Client, args: argparse.Namespace) -> int:
-    labels = {**_root_label(), **parse_labels(args.label)}
+    labels = {**gc_root_label(), **parse_labels(args.label)}
     _snapshotter(client, args).commit(args.name, args.key, labels)
     return 0
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import UTC, datetime
 from typing import Any
 
 from .. import platforms
 from ..client import Client
-from ..errors import InvalidArgument, NotFound
+from ..errors import InvalidArgument
 from ..mount import is_mountpoint, mount_all, unmount_all
 from ..reference import parse_normalized
-from ..snapshots import Snapshotter
-from ._common import report, subcommand
+from ..snapshots import exists
+from ._common import gc_root_label, report, subcommand
 
 __all__ = ["add_unpack_commands"]
 
@@ -40,23 +39,15 @@ def _unpack(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _snapshot_exists(sn: Snapshotter, key: str) -> bool:
-    try:
-        sn.stat(key)
-    except NotFound:
-        return False
-    return True
-
-
 def _mount(client: Client, args: argparse.Namespace) -> int:
     target = os.path.abspath(args.target)
     if not os.path.isdir(target):
         raise InvalidArgument(f"mount target {target}: not a directory")
     result = client.unpack(_name(args.ref), platform=_platform(args), snapshotter=args.snapshotter)
     sn = client.snapshotter(args.snapshotter)
-    if _snapshot_exists(sn, target):
+    if exists(sn, target):
         raise InvalidArgument(f"{target}: a snapshot for this target exists already; unmount it with --rm first")
-    labels = {"containerd.io/gc.root": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    labels = gc_root_label()
     create = sn.prepare if args.rw else sn.view
     mounts = create(target, result.chain_id, labels)
     try:

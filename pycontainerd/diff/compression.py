@@ -18,6 +18,7 @@ written at level 3, its own default and containerd's.
 
 from __future__ import annotations
 
+import abc
 import enum
 import io
 import zlib
@@ -118,8 +119,9 @@ class _Decompressing(io.RawIOBase):
         self._pending = self._pending[n:]
         return n
 
+    @abc.abstractmethod
     def _fill(self) -> bytes:
-        raise NotImplementedError
+        """The next decompressed bytes; sets ``_done`` at the end of the stream."""
 
 
 class _Gunzip(_Decompressing):

@@ -21,6 +21,7 @@ from ._types import (
     Snapshotter,
     Usage,
     adaptor,
+    exists,
     inherited_labels,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "Snapshotter",
     "Usage",
     "adaptor",
+    "exists",
     "inherited_labels",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "Snapshotter",
     "Usage",
     "adaptor",
+    "exists",
     "inherited_labels",
 ]
 
@@ -148,5 +149,12 @@ class Snapshotter(Protocol):
     def close(self) -> None: ...
 
 
-def matcher(filter_strings: Sequence[str]) -> filters.Filter:
-    return filters.parse(filter_strings)
+def exists(sn: Snapshotter, key: str) -> bool:
+    """Whether ``key`` names a snapshot of ``sn``."""
+    from ..errors import NotFound
+
+    try:
+        sn.stat(key)
+    except NotFound:
+        return False
+    return True

@@ -29,7 +29,7 @@ from ..images import Descriptor
 from ..images.identity import chain_ids
 from ..images.manifest import MAX_CONFIG_SIZE, parse_config
 from ..images.walk import manifest_for
-from ..snapshots import LABEL_SNAPSHOT_REF, UNPACK_KEY_PREFIX, Snapshotter
+from ..snapshots import LABEL_SNAPSHOT_REF, UNPACK_KEY_PREFIX, Snapshotter, exists
 
 __all__ = ["LayerEvent", "UnpackResult", "unpack"]
 
@@ -63,14 +63,6 @@ def _key(chain_id: str) -> str:
     return f"{UNPACK_KEY_PREFIX}-{time.time_ns()}-{secrets.token_hex(4)} {chain_id}"
 
 
-def _exists(sn: Snapshotter, name: str) -> bool:
-    try:
-        sn.stat(name)
-    except NotFound:
-        return False
-    return True
-
-
 def unpack(
     content: _Content,
     snapshotter: Snapshotter,
@@ -96,7 +88,7 @@ def unpack(
     parent = ""
     applied = 0
     for layer, diff_id, chain in zip(manifest.layers, config.diff_ids, chains, strict=True):
-        if _exists(snapshotter, chain):
+        if exists(snapshotter, chain):
             report(LayerEvent(layer, chain, "already unpacked"))
         elif _apply_one(snapshotter, applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report):
             applied += 1
@@ -123,7 +115,7 @@ def _apply_one(
     try:
         mounts = sn.prepare(key, parent, labels)
     except AlreadyExists:
-        if _exists(sn, chain):
+        if exists(sn, chain):
             report(LayerEvent(layer, chain, "already unpacked"))
             return False
         raise
