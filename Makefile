@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := containerd runc golang-github-containerd-containerd-dev \
+APT_PACKAGES := containerd runc crun golang-github-containerd-containerd-dev \
 	docker-registry skopeo umoci busybox-static debootstrap
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PIP := $(VENV)/.pip-stamp

@@ -333,6 +333,8 @@ def bench_unpack(b: Bench, data: Path) -> None:
                 images.append((f"Debian bookworm minbase, {dsize / 1e6:.0f} MB, {dfiles:,} files", dref))
             except (OSError, subprocess.SubprocessError) as exc:
                 log(f"no Debian image: {exc}")
+        # Building removed thousands of files; see unpack.forget().
+        time.sleep(unpack.INODE_REUSE_DELAY_S)
         for what, image_ref in images:
             by_ctr = b.metric(
                 f"unpack_ctr_{len(rows)}",

@@ -12,15 +12,20 @@ import math
 from datetime import UTC, datetime
 from typing import overload
 
+from google.protobuf import any_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ..containers import Container, RuntimeInfo, TypedValue
 from ..content import Info, Status
+from ..events import Envelope
 from ..images import Descriptor, Image
 from ..leases import Lease
 from ..mount import Mount
 from ..snapshots import Info as SnapshotInfo
 from ..snapshots import Kind
+from .services.containers.v1 import containers_pb2
 from .services.content.v1 import content_pb2
+from .services.events.v1 import events_pb2
 from .services.images.v1 import images_pb2
 from .services.leases.v1 import leases_pb2
 from .services.snapshots.v1 import snapshots_pb2
@@ -28,8 +33,14 @@ from .types import descriptor_pb2, mount_pb2
 
 __all__ = [
     "EPOCH",
+    "any_from_pb",
+    "any_to_pb",
+    "container_from_pb",
+    "container_to_pb",
     "descriptor_from_pb",
     "descriptor_to_pb",
+    "envelope_from_pb",
+    "envelope_to_pb",
     "image_from_pb",
     "image_to_pb",
     "info_from_pb",
@@ -172,3 +183,57 @@ def snapshot_info_from_pb(m: snapshots_pb2.Info) -> SnapshotInfo:
         created_at=time_from_pb(m.created_at),
         updated_at=time_from_pb(m.updated_at),
     )
+
+
+def any_to_pb(v: TypedValue) -> any_pb2.Any:
+    return any_pb2.Any(type_url=v.type_url, value=v.value)
+
+
+def any_from_pb(m: any_pb2.Any) -> TypedValue:
+    return TypedValue(m.type_url, m.value)
+
+
+def container_to_pb(c: Container) -> containers_pb2.Container:
+    m = containers_pb2.Container(
+        id=c.id,
+        labels=c.labels,
+        image=c.image,
+        runtime=containers_pb2.Container.Runtime(name=c.runtime.name),
+        snapshotter=c.snapshotter,
+        snapshot_key=c.snapshot_key,
+        created_at=timestamp(c.created_at),
+        updated_at=timestamp(c.updated_at),
+    )
+    if c.runtime.options is not None:
+        m.runtime.options.CopyFrom(any_to_pb(c.runtime.options))
+    if c.spec is not None:
+        m.spec.CopyFrom(any_to_pb(c.spec))
+    for name, value in c.extensions.items():
+        m.extensions[name].CopyFrom(any_to_pb(value))
+    return m
+
+
+def container_from_pb(m: containers_pb2.Container) -> Container:
+    """A container as a client sent it; an unset spec or runtime options stay None (validation decides)."""
+    return Container(
+        id=m.id,
+        labels=dict(m.labels),
+        image=m.image,
+        runtime=RuntimeInfo(m.runtime.name, any_from_pb(m.runtime.options) if m.runtime.HasField("options") else None),
+        spec=any_from_pb(m.spec) if m.HasField("spec") else None,
+        snapshotter=m.snapshotter,
+        snapshot_key=m.snapshot_key,
+        extensions={k: any_from_pb(v) for k, v in m.extensions.items()},
+        created_at=time_or_none(m.created_at),
+        updated_at=time_or_none(m.updated_at),
+    )
+
+
+def envelope_to_pb(e: Envelope) -> events_pb2.Envelope:
+    ts = Timestamp()
+    ts.FromNanoseconds(e.timestamp_ns)
+    return events_pb2.Envelope(timestamp=ts, namespace=e.namespace, topic=e.topic, event=e.event)
+
+
+def envelope_from_pb(m: events_pb2.Envelope) -> Envelope:
+    return Envelope(m.timestamp.ToNanoseconds(), m.namespace, m.topic, m.event)

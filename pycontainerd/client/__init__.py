@@ -9,6 +9,8 @@ from, answered over gRPC.  Errors a server reports arrive as
 from __future__ import annotations
 
 from ._client import DEFAULT_TIMEOUT, Client, InitError, PluginInfo
+from ._containers import ContainerStore
+from ._events import EventService
 from ._images import ImageStore
 from ._leases import LeaseManager, expire_label, random_lease_id
 from ._namespaces import NamespaceStore
@@ -19,7 +21,9 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "Client",
     "Connection",
+    "ContainerStore",
     "Credentials",
+    "EventService",
     "ImageStore",
     "InitError",
     "LeaseManager",

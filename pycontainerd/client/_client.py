@@ -25,6 +25,8 @@ from ..snapshots.proxy import ProxySnapshotter
 from ..transfer import ProgressFunc
 from ..unpack import UnpackResult
 from . import _transfer
+from ._containers import ContainerStore
+from ._events import EventService
 from ._images import ImageStore
 from ._leases import LeaseManager
 from ._namespaces import NamespaceStore
@@ -184,6 +186,14 @@ class Client:
     def leases(self) -> LeaseManager:
         return LeaseManager(self._conn)
 
+    @property
+    def containers(self) -> ContainerStore:
+        return ContainerStore(self._conn)
+
+    @property
+    def events(self) -> EventService:
+        return EventService(self._conn)
+
     def snapshotter(self, name: str = "") -> ProxySnapshotter:
         """Snapshotter ``name`` (default: the daemon's default) of the daemon, in this client's namespace and lease."""
         return ProxySnapshotter(self._conn, name or self.default_snapshotter())
@@ -299,8 +309,16 @@ class Client:
 
 
 if TYPE_CHECKING:
-    from .. import content, images, leases, namespaces
+    from .. import containers, content, images, leases, namespaces
 
-    def _conforms(conn: Connection) -> tuple[content.Store, images.Store, leases.Manager, namespaces.Store]:
+    def _conforms(
+        conn: Connection,
+    ) -> tuple[content.Store, images.Store, leases.Manager, namespaces.Store, containers.Store]:
         """Checked by mypy only: the gRPC stores present the daemon's interfaces."""
-        return content_proxy.ContentStore(conn), ImageStore(conn), LeaseManager(conn), NamespaceStore(conn)
+        return (
+            content_proxy.ContentStore(conn),
+            ImageStore(conn),
+            LeaseManager(conn),
+            NamespaceStore(conn),
+            ContainerStore(conn),
+        )

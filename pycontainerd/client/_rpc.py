@@ -124,10 +124,13 @@ class Connection:
         with translated():
             return method(request, metadata=self.metadata, timeout=self.timeout)
 
-    def stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
-        """The replies of a server stream; the call is cancelled if the caller stops early."""
+    def stream(self, method: Callable[..., Any], request: Any, *, endless: bool = False) -> Iterator[Any]:
+        """The replies of a server stream; the call is cancelled if the caller stops early.
+
+        An ``endless`` stream (an event subscription) has no deadline.
+        """
         with translated():
-            call = method(request, metadata=self.metadata, timeout=self.timeout)
+            call = method(request, metadata=self.metadata, timeout=None if endless else self.timeout)
             try:
                 yield from call
             finally:

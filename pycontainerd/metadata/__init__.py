@@ -8,6 +8,7 @@ nothing references any more.  The schema is drawn in ``_schema.py``.
 from __future__ import annotations
 
 from ._db import DB, GCConfig
+from .containers import ContainerStore
 from .content import ContentStore
 from .gc import GCStats, Scheduler
 from .images import ImageStore
@@ -17,6 +18,7 @@ from .snapshots import SnapshotStore
 
 __all__ = [
     "DB",
+    "ContainerStore",
     "ContentStore",
     "GCConfig",
     "GCStats",

@@ -10,17 +10,23 @@ that is committed but not yet recorded.
 from __future__ import annotations
 
 import contextlib
+import logging
 import pathlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from google.protobuf.message import Message
+
 from .. import content as content_api
 from ..errors import InvalidArgument, quote
+from ..events import Publisher
 from ..namespaces import validate_namespace
 from ..snapshots import Snapshotter
 from . import _schema
+
+log = logging.getLogger("pycontainerd.metadata")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class DB:
         self._readers_lock = threading.Lock()
         self._generations: dict[tuple[str, str], int] = {}
         self.scheduler = Scheduler(self, gc_config or GCConfig())
+        self.publisher: Publisher | None = None
+        """Where the stores report their changes (the daemon's event exchange); None sends nothing."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -118,6 +126,15 @@ class DB:
             key = (kind, namespace)
             self._generations[key] = self._generations.get(key, 0) + 1
 
+    def publish(self, namespace: str, topic: str, event: Message) -> None:
+        """Report a committed change; a failure to publish is logged, never undoes the change."""
+        if self.publisher is None:
+            return
+        try:
+            self.publisher.publish(namespace, topic, event)
+        except Exception:
+            log.exception("publishing %s in %s", topic, namespace)
+
     def namespaces(self) -> NamespaceStore:
         return NamespaceStore(self)
 
@@ -133,6 +150,9 @@ class DB:
         if backend is None:
             raise InvalidArgument(f"snapshotter not loaded: {quote(name)}")
         return SnapshotStore(self, name, backend, validate_namespace(namespace), lease or None)
+
+    def containers(self, namespace: str) -> ContainerStore:
+        return ContainerStore(self, validate_namespace(namespace))
 
     def leases(self, namespace: str) -> LeaseManager:
         return LeaseManager(self, validate_namespace(namespace))
@@ -157,6 +177,7 @@ def ensure_namespace(conn: sqlite3.Connection, namespace: str) -> None:
     conn.execute("INSERT OR IGNORE INTO namespaces (name) VALUES (?)", (namespace,))
 
 
+from .containers import ContainerStore  # noqa: E402
 from .content import ContentStore  # noqa: E402
 from .gc import GCStats  # noqa: E402
 from .images import ImageStore  # noqa: E402

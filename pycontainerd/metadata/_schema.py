@@ -13,6 +13,10 @@ One SQLite file (WAL) holds every namespaced record::
     lease_resources(namespace, lease, type, id)
     snapshots(id, namespace, snapshotter, key, kind, parent, labels, created_ns, updated_ns)
         -- a namespace's snapshot; the backend knows it as '<namespace>/<id>/<key>'
+    containers(namespace, id, labels, image, runtime, runtime_options_type, runtime_options,
+               spec_type, spec, snapshotter, snapshot_key, extensions, created_ns, updated_ns)
+        -- options and spec are a protobuf Any kept as (type URL, bytes); extensions
+        -- are a JSON object of name -> [type URL, base64 bytes]
 
 Labels and annotations are JSON objects.  Times are integer nanoseconds
 since the epoch, UTC.  ``MIGRATIONS[i]`` takes the schema from version i to
@@ -90,6 +94,25 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (namespace, snapshotter, key)
     );
     CREATE INDEX snapshots_parent ON snapshots (namespace, snapshotter, parent);
+    """,
+    """
+    CREATE TABLE containers (
+        namespace TEXT NOT NULL,
+        id TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        image TEXT NOT NULL DEFAULT '',
+        runtime TEXT NOT NULL,
+        runtime_options_type TEXT,
+        runtime_options BLOB,
+        spec_type TEXT NOT NULL,
+        spec BLOB NOT NULL,
+        snapshotter TEXT NOT NULL DEFAULT '',
+        snapshot_key TEXT NOT NULL DEFAULT '',
+        extensions TEXT NOT NULL DEFAULT '{}',
+        created_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
     """,
 )
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .. import filters
+from ..api.events.content_pb2 import ContentDelete
 from ..content import Info, ReaderAt, Status, Writer, validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
 from ._util import apply_label_paths, dump_labels, load_labels, now_ns, to_datetime
@@ -115,6 +116,7 @@ class ContentStore:
             if cur.rowcount == 0:
                 raise NotFound(f"content digest {digest}: not found")
         self._db.bump("content", self.namespace)
+        self._db.publish(self.namespace, "/content/delete", ContentDelete(digest=digest))
         self._db.scheduler.schedule()
 
     def reader_at(self, digest: str) -> ReaderAt:

@@ -1,8 +1,9 @@
 """Garbage collection: mark from the roots, sweep the rest.
 
 Roots are images (their targets), content and snapshots labelled
-``containerd.io/gc.root``, the resources of unexpired leases, and ingests
-opened without a lease.  Content and snapshots reference content through
+``containerd.io/gc.root``, containers (their snapshot, and what their labels
+reference), the resources of unexpired leases, and ingests opened without a
+lease.  Content and snapshots reference content through
 ``containerd.io/gc.ref.content[.<suffix>]`` labels and snapshots through
 ``containerd.io/gc.ref.snapshot.<snapshotter>``; a snapshot also keeps its
 parent.  A lease labelled ``containerd.io/gc.flat`` holds only what it lists.
@@ -101,6 +102,12 @@ def collect(db: DB) -> GCStats:
             if LABEL_ROOT in lab:
                 roots.append(("content", ns, digest))
         roots += [("content", ns, d) for ns, d in conn.execute("SELECT namespace, digest FROM images")]
+        for ns, snapshotter, key, labels in conn.execute(
+            "SELECT namespace, snapshotter, snapshot_key, labels FROM containers"
+        ):
+            if snapshotter and key:
+                roots.append(("snapshots/" + snapshotter, ns, key))
+            roots.extend(references(ns, load_labels(labels)))
 
         expired: list[tuple[str, str]] = []
         for ns, lease, labels in conn.execute("SELECT namespace, id, labels FROM leases"):

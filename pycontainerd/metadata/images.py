@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import filters
+from ..api.events import image_pb2 as ev
 from ..content import validate_digest
 from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
 from ..images import Descriptor, Image
@@ -100,6 +101,7 @@ class ImageStore:
                 raise AlreadyExists(f"image {quote(image.name)}: already exists")
             self._put(conn, image, now, now)
         self._db.bump("images", self.namespace)
+        self._db.publish(self.namespace, "/images/create", ev.ImageCreate(name=image.name, labels=image.labels))
         return self.get(image.name)
 
     def update(self, image: Image, fieldpaths: Sequence[str] = ()) -> Image:
@@ -117,6 +119,7 @@ class ImageStore:
             assert current.created_at is not None
             self._put(conn, updated, int(current.created_at.timestamp() * 1e9), now_ns(), replace=True)
         self._db.bump("images", self.namespace)
+        self._db.publish(self.namespace, "/images/update", ev.ImageUpdate(name=updated.name, labels=updated.labels))
         if _target_changed(current, updated):
             self._db.scheduler.schedule()
         return self.get(image.name)
@@ -127,6 +130,7 @@ class ImageStore:
             if cur.rowcount == 0:
                 raise NotFound(f"image {quote(name)}: not found")
         self._db.bump("images", self.namespace)
+        self._db.publish(self.namespace, "/images/delete", ev.ImageDelete(name=name))
         self._db.scheduler.schedule()
 
     def _put(self, conn: sqlite3.Connection, image: Image, created: int, updated: int, replace: bool = False) -> None:

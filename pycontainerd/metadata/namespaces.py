@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ..api.events import namespace_pb2 as ev
 from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from ..namespaces import validate_namespace
 from ._util import dump_labels, load_labels
@@ -14,7 +15,14 @@ if TYPE_CHECKING:
     from ._db import DB
 
 # What a namespace can hold, and the word used when refusing to delete it.
-_HOLDINGS = (("images", "images"), ("content", "blobs"), ("leases", "leases"), ("ingests", "ingests"))
+_HOLDINGS = (
+    ("images", "images"),
+    ("content", "blobs"),
+    ("leases", "leases"),
+    ("ingests", "ingests"),
+    ("snapshots", "snapshots"),
+    ("containers", "containers"),
+)
 
 
 class NamespaceStore:
@@ -27,6 +35,7 @@ class NamespaceStore:
             if conn.execute("SELECT 1 FROM namespaces WHERE name = ?", (name,)).fetchone():
                 raise AlreadyExists(f"namespace {name}: already exists")
             conn.execute("INSERT INTO namespaces (name, labels) VALUES (?, ?)", (name, dump_labels(labels)))
+        self._db.publish(name, "/namespaces/create", ev.NamespaceCreate(name=name, labels=labels))
 
     def labels(self, name: str) -> dict[str, str]:
         with self._db.read() as conn:
@@ -43,6 +52,7 @@ class NamespaceStore:
             labels = load_labels(row[0])
             labels[key] = value
             conn.execute("UPDATE namespaces SET labels = ? WHERE name = ?", (dump_labels(labels), name))
+        self._db.publish(name, "/namespaces/update", ev.NamespaceUpdate(name=name, labels=labels))
 
     def list(self) -> builtins.list[str]:
         with self._db.read() as conn:
@@ -60,3 +70,4 @@ class NamespaceStore:
             if held:
                 raise FailedPrecondition(f"namespace {name} must be empty, but it still has {', '.join(held)}")
             conn.execute("DELETE FROM namespaces WHERE name = ?", (name,))
+        self._db.publish(name, "/namespaces/delete", ev.NamespaceDelete(name=name))

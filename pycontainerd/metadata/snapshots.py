@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .. import filters
+from ..api.events import snapshot_pb2 as ev
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..mount import Mount
 from ..snapshots import LABEL_SNAPSHOT_REF, Info, Kind, Snapshotter, Usage, adaptor, inherited_labels
@@ -143,6 +144,8 @@ class SnapshotStore:
             create = self.backend.view if kind == Kind.VIEW else self.backend.prepare
             mounts = create(bkey, bparent, inherited_labels(labels))
         self._db.bump("snapshots", self.namespace)
+        if kind == Kind.ACTIVE:
+            self._db.publish(self.namespace, "/snapshot/prepare", ev.SnapshotPrepare(key=key, parent=parent))
         return mounts
 
     def _exists(self, conn: sqlite3.Connection, key: str) -> bool:
@@ -185,6 +188,7 @@ class SnapshotStore:
                 inherited_labels(labels),
             )
         self._db.bump("snapshots", self.namespace)
+        self._db.publish(self.namespace, "/snapshot/commit", ev.SnapshotCommit(key=key, name=name))
 
     def remove(self, key: str) -> None:
         with self._db.write() as conn:
@@ -201,6 +205,7 @@ class SnapshotStore:
                 (self.namespace, self._resource, key),
             )
         self._db.bump("snapshots", self.namespace)
+        self._db.publish(self.namespace, "/snapshot/remove", ev.SnapshotRemove(key=key))
         self._db.scheduler.schedule()
 
     def walk(self, filters_: Sequence[str] = ()) -> Iterator[Info]:

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 
 from ..content.local import LocalStore
 from ..errors import FailedPrecondition
+from ..events.exchange import Exchange
 from ..metadata import DB, GCConfig, Scheduler
 from ..plugin import InitContext, PluginType, Registration, Registry
+from ..services.containers import ContainersService
 from ..services.content import ContentService
 from ..services.diff import DiffService
+from ..services.events import EventsService
 from ..services.health import HealthService
 from ..services.images import ImagesService
 from ..services.introspection import IntrospectionService
@@ -165,7 +168,9 @@ def _init_metadata(ic: InitContext) -> DB:
     snapshotters = {
         id_: sn for id_, sn in ic.plugins.get_all(PluginType.SNAPSHOT).items() if isinstance(sn, Snapshotter)
     }
-    return DB(path, backend, snapshotters=snapshotters)
+    db = DB(path, backend, snapshotters=snapshotters)
+    db.publisher = ic.get(PluginType.EVENT, Exchange)
+    return db
 
 
 def _init_gc(ic: InitContext) -> Scheduler:
@@ -189,6 +194,19 @@ def _init_gc(ic: InitContext) -> Scheduler:
 
 def _grpc(id_: str, requires: tuple[str, ...], init: Callable[[InitContext], object]) -> Builtin:
     return Builtin(Registration(type=PluginType.GRPC, id=id_, requires=requires, init=init))
+
+
+def _init_exchange(ic: InitContext) -> Exchange:
+    return Exchange()
+
+
+def _init_events_service(ic: InitContext) -> object:
+    return EventsService(ic.get(PluginType.EVENT, Exchange))
+
+
+def _init_containers_service(ic: InitContext) -> object:
+    ic.get(PluginType.GC, Scheduler)  # a deleted container's snapshot goes to the collector
+    return ContainersService(ic.get(PluginType.METADATA, DB))
 
 
 def _init_content_service(ic: InitContext) -> object:
@@ -250,6 +268,7 @@ _META = (PluginType.METADATA,)
 _META_GC = (PluginType.METADATA, PluginType.GC)
 
 BUILTINS: tuple[Builtin, ...] = (
+    Builtin(Registration(type=PluginType.EVENT, id="exchange", init=_init_exchange)),
     Builtin(Registration(type=PluginType.CONTENT, id=CONTENT_ID, init=_init_content)),
     Builtin(Registration(type=PluginType.SNAPSHOT, id="native", init=_init_native), SnapshotterConfig),
     Builtin(Registration(type=PluginType.SNAPSHOT, id="overlayfs", init=_init_overlay), SnapshotterConfig),
@@ -257,12 +276,13 @@ BUILTINS: tuple[Builtin, ...] = (
         Registration(
             type=PluginType.METADATA,
             id=METADATA_ID,
-            requires=(PluginType.CONTENT, PluginType.SNAPSHOT),
+            requires=(PluginType.CONTENT, PluginType.SNAPSHOT, PluginType.EVENT),
             init=_init_metadata,
         ),
         MetadataConfig,
     ),
     Builtin(Registration(type=PluginType.GC, id="scheduler", requires=_META, init=_init_gc), GCSchedulerConfig),
+    _grpc("containers", _META_GC, _init_containers_service),
     _grpc("content", _META, _init_content_service),
     _grpc("images", _META_GC, _init_images_service),
     _grpc("leases", _META_GC, _init_leases_service),
@@ -275,6 +295,7 @@ BUILTINS: tuple[Builtin, ...] = (
     ),
     _grpc("snapshots", _META_GC, _init_snapshots_service),
     _grpc("diff", _META, _init_diff_service),
+    _grpc("events", (PluginType.EVENT,), _init_events_service),
     Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
     _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
     _grpc("transfer", (*_META_GC, PluginType.STREAMING, PluginType.SERVICE), _init_transfer_service),

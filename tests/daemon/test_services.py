@@ -24,11 +24,13 @@ from tests.daemon.conftest import NAMESPACE, Stubs, channel_to, md
 from tests.fixtures.daemon import DaemonFactory, PycontainerdDaemon
 
 PLUGINS = [
+    ("io.containerd.event.v1", "exchange"),
     ("io.containerd.content.v1", "content"),
     ("io.containerd.snapshotter.v1", "native"),
     ("io.containerd.snapshotter.v1", "overlayfs"),
     ("io.containerd.metadata.v1", "sqlite"),
     ("io.containerd.gc.v1", "scheduler"),
+    ("io.containerd.grpc.v1", "containers"),
     ("io.containerd.grpc.v1", "content"),
     ("io.containerd.grpc.v1", "images"),
     ("io.containerd.grpc.v1", "leases"),
@@ -36,6 +38,7 @@ PLUGINS = [
     ("io.containerd.service.v1", "snapshots-service"),
     ("io.containerd.grpc.v1", "snapshots"),
     ("io.containerd.grpc.v1", "diff"),
+    ("io.containerd.grpc.v1", "events"),
     ("io.containerd.streaming.v1", "manager"),
     ("io.containerd.grpc.v1", "streaming"),
     ("io.containerd.grpc.v1", "transfer"),
@@ -89,7 +92,7 @@ def test_introspection_lists_every_plugin(stubs: Stubs, pycontainerd_daemon: Pyc
     content = by_id["io.containerd.content.v1", "content"]
     assert dict(content.exports) == {"root": str(pycontainerd_daemon.root / "io.containerd.content.v1.content")}
     meta = by_id["io.containerd.metadata.v1", "sqlite"]
-    assert list(meta.requires) == ["io.containerd.content.v1", "io.containerd.snapshotter.v1"]
+    assert list(meta.requires) == ["io.containerd.content.v1", "io.containerd.snapshotter.v1", "io.containerd.event.v1"]
     overlay = by_id["io.containerd.snapshotter.v1", "overlayfs"]
     assert dict(overlay.exports) == {"root": str(pycontainerd_daemon.root / "io.containerd.snapshotter.v1.overlayfs")}
     assert by_id["io.containerd.service.v1", "snapshots-service"].exports["default"] == "overlayfs"
