@@ -334,6 +334,7 @@ def bench_unpack(b: Bench, data: Path) -> None:
             except (OSError, subprocess.SubprocessError) as exc:
                 log(f"no Debian image: {exc}")
         # Building removed thousands of files; see unpack.forget().
+        os.sync()
         time.sleep(unpack.INODE_REUSE_DELAY_S)
         for what, image_ref in images:
             by_ctr = b.metric(

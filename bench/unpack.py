@@ -39,8 +39,8 @@ FILE_SOURCES = (
 DEBOOTSTRAP = Path("/usr/sbin/debootstrap")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-# ext4 keeps a freed inode from reuse for 30 s where there is no journal; see forget().
-INODE_REUSE_DELAY_S = 31.0
+# ext4 keeps a freed inode from reuse for 60 s once written out, where there is no journal; see forget().
+INODE_REUSE_DELAY_S = 61.0
 
 
 def _sha_file(path: Path) -> str:
@@ -140,14 +140,14 @@ def forget(address: str, root: Path, ref: str) -> None:
     daemon, must not share the disk with that, so this waits until the
     overlayfs snapshot directory is empty, then flushes dirty pages.
 
-    It then lets :data:`INODE_REUSE_DELAY_S` pass since the deletion: ext4
-    without a journal (as on these machines) will not hand out an inode
-    freed less than 30 s ago, and looks up each candidate's deletion time
-    in the inode table, so the next tens of thousands of file creations
-    scan past every inode just freed. Timed right away, a pull costs two to
-    four times what it costs on a store that has not just deleted a
-    gigabyte, in kernel time (``recently_deleted`` in the kernel's
-    ``ext4/ialloc.c``), whichever daemon runs it.
+    It then lets :data:`INODE_REUSE_DELAY_S` pass since the flush: ext4
+    without a journal (as on these machines) will not hand out an inode freed
+    less than 60 s ago (360 s while its inode table block is dirty), and
+    checks each free candidate's deletion time in the inode table, so the
+    next tens of thousands of file creations scan past every inode just
+    freed.  Timed right away, a pull pays up to twice its time in kernel
+    time (``recently_deleted`` in the kernel's ``fs/ext4/ialloc.c``),
+    whichever daemon runs it.
     """
     workloads.ctr(address, "images", "rm", "--sync", ref)
     _, listing = workloads.ctr(address, "snapshots", "ls", capture=True)
@@ -160,10 +160,10 @@ def forget(address: str, root: Path, ref: str) -> None:
         if time.monotonic() > deadline:
             raise workloads.BenchmarkError(f"{snapshots} still not empty 300 s after the image was removed")
         time.sleep(0.1)
-    emptied = time.monotonic()
     os.sync()
+    flushed = time.monotonic()
     wait_disk_idle()
-    time.sleep(max(0.0, emptied + INODE_REUSE_DELAY_S - time.monotonic()))
+    time.sleep(max(0.0, flushed + INODE_REUSE_DELAY_S - time.monotonic()))
 
 
 def _disk_activity() -> tuple[int, ...]:
