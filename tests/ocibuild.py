@@ -52,7 +52,9 @@ def layer_tar(files: dict[str, bytes]) -> bytes:
                     info.type, info.mode = tarfile.DIRTYPE, 0o755
                     tar.addfile(info)
             info = tarfile.TarInfo(path)
-            info.size, info.mode = len(files[path]), 0o644
+            # Programs (anything under a bin/ directory) are executable, so tasks can run them.
+            executable = "bin" in parts
+            info.size, info.mode = len(files[path]), 0o755 if executable else 0o644
             tar.addfile(info, io.BytesIO(files[path]))
     return buf.getvalue()
 

@@ -8,6 +8,7 @@ from, answered over gRPC.  Errors a server reports arrive as
 
 from __future__ import annotations
 
+from ._cio import Attached, FifoSet, new_fifo_set
 from ._client import DEFAULT_TIMEOUT, Client, InitError, PluginInfo
 from ._containers import ContainerStore
 from ._events import EventService
@@ -15,22 +16,27 @@ from ._images import ImageStore
 from ._leases import LeaseManager, expire_label, random_lease_id
 from ._namespaces import NamespaceStore
 from ._rpc import Connection, translated
+from ._tasks import TaskService
 from ._transfer import Credentials, RegistryOptions
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "Attached",
     "Client",
     "Connection",
     "ContainerStore",
     "Credentials",
     "EventService",
+    "FifoSet",
     "ImageStore",
     "InitError",
     "LeaseManager",
     "NamespaceStore",
     "PluginInfo",
     "RegistryOptions",
+    "TaskService",
     "expire_label",
+    "new_fifo_set",
     "random_lease_id",
     "translated",
 ]

@@ -31,6 +31,7 @@ from ._images import ImageStore
 from ._leases import LeaseManager
 from ._namespaces import NamespaceStore
 from ._rpc import Connection, dial
+from ._tasks import TaskService
 from ._transfer import RegistryOptions
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "InitError", "PluginInfo"]
@@ -193,6 +194,10 @@ class Client:
     @property
     def events(self) -> EventService:
         return EventService(self._conn)
+
+    @property
+    def tasks(self) -> TaskService:
+        return TaskService(self._conn)
 
     def snapshotter(self, name: str = "") -> ProxySnapshotter:
         """Snapshotter ``name`` (default: the daemon's default) of the daemon, in this client's namespace and lease."""

@@ -119,10 +119,10 @@ class Connection:
     def with_lease(self, lease: str | None) -> Connection:
         return replace(self, lease=lease)
 
-    def unary(self, method: Callable[..., Resp], request: Any) -> Resp:
-        """One request, one reply, bounded by the deadline."""
+    def unary(self, method: Callable[..., Resp], request: Any, *, endless: bool = False) -> Resp:
+        """One request, one reply, bounded by the deadline unless ``endless`` (a Wait for an exit)."""
         with translated():
-            return method(request, metadata=self.metadata, timeout=self.timeout)
+            return method(request, metadata=self.metadata, timeout=None if endless else self.timeout)
 
     def stream(self, method: Callable[..., Any], request: Any, *, endless: bool = False) -> Iterator[Any]:
         """The replies of a server stream; the call is cancelled if the caller stops early.
