@@ -8,63 +8,23 @@ must work against.
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pycontainerd import errors
-from pycontainerd.api.runtime.runc.options import oci_pb2 as runc_pb
 from pycontainerd.client import Attached, Client, new_fifo_set
-from pycontainerd.containers import Container, RuntimeInfo, TypedValue
-from pycontainerd.images.identity import chain_id
 from pycontainerd.tasks import Exit, Status
-from tests.fixtures.containerd import Containerd
-from tests.ocibuild import busybox_files, image, oci_layout_tar
-from tests.tasks.spec import remove_namespace_cgroups, spec_value
+from tests.tasks.conftest import make_container
 
 CTR = "/usr/bin/ctr"
 NS = "tasktest"
 REF = "example.com/test/busybox:1"
 
 pytestmark = pytest.mark.containerd
-
-
-@pytest.fixture
-def client(containerd: Containerd, tmp_path: Path) -> Iterator[tuple[Client, str, Path]]:
-    """A client in a namespace holding the busybox image, unpacked; yields it, the top chain id, runc's root."""
-    img = image([busybox_files()])
-    archive = tmp_path / "busybox.tar"
-    archive.write_bytes(oci_layout_tar(img, REF))
-    subprocess.run([CTR, "-a", containerd.address, "-n", NS, "images", "import", str(archive)], check=True)
-    config = json.loads(img.blobs[img.manifest["config"]["digest"]])  # type: ignore[index]
-    try:
-        with Client(containerd.address, namespace=NS) as c:
-            yield c, chain_id(config["rootfs"]["diff_ids"]), containerd.runc_root
-    finally:
-        remove_namespace_cgroups(NS)
-
-
-def _container(c: Client, top: str, id: str, args: list[str], runc_root: Path) -> list[object]:
-    # The record first: it holds the snapshot against the collector from the moment it exists.
-    c.containers.create(
-        Container(
-            id=id,
-            runtime=RuntimeInfo(
-                "io.containerd.runc.v2",
-                TypedValue("containerd.runc.v1.Options", runc_pb.Options(root=str(runc_root)).SerializeToString()),
-            ),
-            spec=spec_value(NS, id, args),
-            snapshotter="overlayfs",
-            snapshot_key=id,
-        )
-    )
-    return list(c.snapshotter("overlayfs").prepare(id, top))
 
 
 def _cleanup(c: Client, id: str) -> None:
@@ -83,7 +43,7 @@ def _cleanup(c: Client, id: str) -> None:
 def test_run_a_task_to_completion(client: tuple[Client, str, Path]) -> None:
     c, top, runc_root = client
     id = "echo1"
-    mounts = _container(c, top, id, ["/bin/busybox", "sh", "-c", "echo out; echo err >&2; exit 7"], runc_root)
+    mounts = make_container(c, top, id, ["/bin/busybox", "sh", "-c", "echo out; echo err >&2; exit 7"], runc_root)
     fifos = new_fifo_set(id, stdin=False)
     out, err = io.BytesIO(), io.BytesIO()
     attached = Attached(fifos, None, out, err)
@@ -114,7 +74,7 @@ def test_run_a_task_to_completion(client: tuple[Client, str, Path]) -> None:
 def test_exec_kill_and_refusals(client: tuple[Client, str, Path]) -> None:
     c, top, runc_root = client
     id = "sleeper"
-    mounts = _container(c, top, id, ["/bin/busybox", "sleep", "600"], runc_root)
+    mounts = make_container(c, top, id, ["/bin/busybox", "sleep", "600"], runc_root)
     try:
         c.tasks.create(id, rootfs=mounts)  # type: ignore[arg-type]
         c.tasks.start(id)
