@@ -90,6 +90,9 @@ def _rm(client: Client, args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     containers = group(sub, "containers", "manage containers", aliases=["c", "container"])
+    from ._run import register_create  # _run builds on this module's delete_container
+
+    register_create(containers)
     p = subcommand(containers, "ls", _ls, "list containers", aliases=["list"])
     p.add_argument("-q", "--quiet", action="store_true", help="print only the container ids")
     p.add_argument("filters", nargs="*", metavar="FILTER", help="e.g. image==docker.io/library/busybox:latest")
