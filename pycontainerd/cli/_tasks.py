@@ -8,8 +8,15 @@ import signal
 import sys
 from typing import Any
 
+from google.protobuf import any_pb2
+from google.protobuf.json_format import MessageToDict
+
+from ..api import typeurl
+from ..api.cgroups.v1 import metrics_pb2 as cg1
+from ..api.cgroups.v2 import metrics_pb2 as cg2
 from ..client import Client
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..events.exchange import decode
 from ..tasks import IO, NO_IO, Status
 from ._attach import run_attached
 from ._common import for_each, group, print_table, subcommand
@@ -123,6 +130,52 @@ def _ps(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def metric_rows(data: any_pb2.Any) -> list[tuple[str, object]]:
+    """The headline statistics of cgroup v1 or v2 metrics, as (name, value) rows."""
+    name = typeurl.name_of(data)
+    if name == cg1.Metrics.DESCRIPTOR.full_name:
+        m1 = typeurl.unpack(data, cg1.Metrics)
+        return [
+            ("memory.usage_in_bytes", m1.memory.usage.usage),
+            ("memory.limit_in_bytes", m1.memory.usage.limit),
+            ("memory.max_usage_in_bytes", m1.memory.usage.max),
+            ("memory.failcnt", m1.memory.usage.failcnt),
+            ("memory.stat.rss", m1.memory.rss),
+            ("memory.stat.cache", m1.memory.cache),
+            ("memory.oom_kill", m1.memory_oom_control.oom_kill),
+            ("cpuacct.usage", m1.cpu.usage.total),
+            ("cpuacct.usage_percpu", list(m1.cpu.usage.per_cpu)),
+            ("pids.current", m1.pids.current),
+            ("pids.limit", m1.pids.limit),
+        ]
+    if name == cg2.Metrics.DESCRIPTOR.full_name:
+        m2 = typeurl.unpack(data, cg2.Metrics)
+        return [
+            ("memory.current", m2.memory.usage),
+            ("memory.max", m2.memory.usage_limit),
+            ("memory.events.oom_kill", m2.memory_events.oom_kill),
+            ("cpu.usage_usec", m2.cpu.usage_usec),
+            ("pids.current", m2.pids.current),
+            ("pids.limit", m2.pids.limit),
+        ]
+    raise InvalidArgument(f"metrics of an unknown type: {name or '(none)'}")
+
+
+def _metrics(client: Client, args: argparse.Namespace) -> int:
+    found = client.tasks.metrics([args.id])
+    if not found:
+        raise NotFound(f"task {args.id}: no metrics")
+    _, data = found[0]
+    if args.format == "json":
+        msg = decode(data)
+        if msg is None:
+            raise InvalidArgument(f"metrics of an unknown type: {data.type_url}")
+        print(json.dumps(MessageToDict(msg, preserving_proto_field_name=True), indent=4, sort_keys=True))
+        return 0
+    print_table(("METRIC", "VALUE"), metric_rows(data))
+    return 0
+
+
 def delete_task(client: Client, id: str, force: bool) -> None:
     """Delete a task; with ``force`` a running one is killed (SIGKILL) and waited for first."""
     tasks = client.tasks
@@ -163,6 +216,9 @@ def register(sub: Any) -> None:
     p = subcommand(tasks, "resume", _resume, "thaw paused tasks")
     p.add_argument("ids", nargs="+", metavar="ID")
     p = subcommand(tasks, "ps", _ps, "list the processes of a task")
+    p.add_argument("id", metavar="ID")
+    p = subcommand(tasks, "metrics", _metrics, "show a task's cgroup statistics", aliases=["metric"])
+    p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("id", metavar="ID")
     p = subcommand(tasks, "rm", _rm, "delete stopped tasks", aliases=["delete", "del", "remove"])
     p.add_argument("-f", "--force", action="store_true", help="kill running tasks first")

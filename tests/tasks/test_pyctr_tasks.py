@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,11 @@ def test_pyctr_tasks(client: tuple[Client, str, Path]) -> None:
     assert pyctr(c, "tasks", "pause", "bg").returncode == 0
     assert "PAUSED" in pyctr(c, "tasks", "ls").stdout.decode()
     assert pyctr(c, "tasks", "resume", "bg").returncode == 0
+    metrics = dict(line.split(None, 1) for line in pyctr(c, "tasks", "metrics", "bg").stdout.decode().splitlines())
+    assert metrics["METRIC"] == "VALUE" and int(metrics["pids.current"]) == 1
+    assert int(metrics["memory.usage_in_bytes"]) > 0
+    raw = json.loads(pyctr(c, "tasks", "metrics", "--format", "json", "bg").stdout)
+    assert raw["pids"]["current"] == "1"  # uint64 is a string in protobuf's JSON
     r = pyctr(c, "tasks", "kill", "-s", "NOPE", "bg")
     assert r.returncode != 0 and r.stderr.strip() == b"pyctr: unknown signal 'NOPE'"
     assert pyctr(c, "tasks", "kill", "-s", "KILL", "bg").returncode == 0
