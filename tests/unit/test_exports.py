@@ -37,6 +37,11 @@ PACKAGES = [
     "pycontainerd.diff.differ",
     "pycontainerd.images.identity",
     "pycontainerd.unpack",
+    "pycontainerd.oci",
+    "pycontainerd.events",
+    "pycontainerd.events.exchange",
+    "pycontainerd.containers",
+    "pycontainerd.tasks",
 ]
 
 
