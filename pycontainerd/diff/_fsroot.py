@@ -229,7 +229,11 @@ class FsRoot:
         if st is not None:
             if stat.S_ISDIR(st.st_mode):
                 fd = os.open(part, _DIR_FLAGS, dir_fd=here.fd)
-                lowers = [] if self.overlay and _is_opaque(fd) else self._lower_dirs(here.lowers, part)
+                # nothing below shows through without lower layers, so the opaque flag need not be read
+                if not here.lowers or (self.overlay and _is_opaque(fd)):
+                    lowers: list[int] = []
+                else:
+                    lowers = self._lower_dirs(here.lowers, part)
                 return _Level(fd, lowers)
             if stat.S_ISLNK(st.st_mode):
                 return os.readlink(part, dir_fd=here.fd)
