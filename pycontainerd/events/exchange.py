@@ -110,8 +110,16 @@ class Exchange:
         self._subscribers: list[Subscription] = []
 
     def publish(self, namespace: str, topic: str, event: Message) -> None:
-        """Send ``event`` under ``topic`` in ``namespace``, stamped now."""
-        self.forward(Envelope(time.time_ns(), validate("namespace", namespace), topic, typeurl.pack(event)))
+        """Send ``event`` under ``topic`` in ``namespace``, stamped now.
+
+        With nobody subscribed the event is checked but not encoded: stores
+        publish on every change, and most of the time no one listens.
+        """
+        validate("namespace", namespace)
+        validate_topic(topic)
+        if not self._subscribers:
+            return
+        self.forward(Envelope(time.time_ns(), namespace, topic, typeurl.pack(event)))
 
     def forward(self, envelope: Envelope) -> None:
         """Send an envelope made elsewhere (a shim's, or a client's through Forward)."""
