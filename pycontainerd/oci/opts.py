@@ -305,8 +305,8 @@ def with_mounts(mounts: Iterable[Mapping[str, Any] | str]) -> SpecOpt:
 
 
 def without_mounts(*destinations: str) -> SpecOpt:
-    """Remove the mounts on ``destinations`` (compared after cleaning, as ``/run/`` is ``/run``)."""
-    wanted = set(_strings(destinations, "mount destinations"))
+    """Remove the mounts on ``destinations``; both sides are compared cleaned (``/run/`` is ``/run``)."""
+    wanted = {posixpath.normpath(d) for d in _strings(destinations, "mount destinations")}
 
     def apply(spec: Spec) -> None:
         mounts = sec.seq(spec, "mounts", "")
