@@ -1,0 +1,5 @@
+"""``python -m pycontainerd.runtime.shim``: see ``_main``."""
+
+from ._main import main
+
+main()

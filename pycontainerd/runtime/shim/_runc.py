@@ -1,0 +1,161 @@
+"""runc's (and crun's: the same command line) commands, run to completion.
+
+Commands run synchronously with ``posix_spawn``: each takes tens of
+milliseconds, and the shim's loop is single-threaded on purpose, so no exit
+of a container process can be reaped by the loop while a runc command is
+in flight.  Exits that arrive meanwhile wait in the signal pipe.
+
+``create`` and ``exec`` hand runc the process's stdio as its own fds 0-2
+(runc passes them through to the container), so their error messages are
+taken from runc's JSON log instead, as containerd does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+TYPE_CHECKING = False  # typing costs the shim milliseconds at start-up; only the checker needs it
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["Runtime", "RuntimeFailed"]
+
+_RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD)
+"""Dispositions the shim changes and that its children must not inherit (SIG_IGN survives exec)."""
+
+
+class RuntimeFailed(Exception):
+    """runc exited non-zero; the message is runc's own error."""
+
+
+class Runtime:
+    def __init__(self, binary: str, root: str, log: str, *, systemd_cgroup: bool = False) -> None:
+        self.binary = binary or "runc"
+        self.root = root
+        self.log = log
+        self.systemd_cgroup = systemd_cgroup
+
+    def _argv(self, args: Sequence[str]) -> list[str]:
+        argv = [self.binary]
+        if self.root:
+            argv += ["--root", self.root]
+        argv += ["--log", self.log, "--log-format", "json"]
+        if self.systemd_cgroup:
+            argv.append("--systemd-cgroup")
+        return argv + list(args)
+
+    def run(self, args: Sequence[str], stdio: tuple[int, int, int] | None = None) -> bytes:
+        """Run a command and return its output (stdout and stderr); RuntimeFailed when it fails.
+
+        With ``stdio`` the command's streams are those fds and the output is empty.
+        """
+        start = _size(self.log)
+        r = w = -1
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if stdio is None:
+                r, w = os.pipe()
+                stdio = (null, w, w)
+            actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(stdio)]
+            try:
+                pid = os.posix_spawnp(self.binary, self._argv(args), os.environ, file_actions=actions, setsigdef=_RESET)
+            except OSError as e:
+                raise RuntimeFailed(f"{self.binary}: {e.strerror}") from None
+            out = b""
+            if w >= 0:
+                os.close(w)
+                w = -1
+                chunks = []
+                while chunk := os.read(r, 65536):
+                    chunks.append(chunk)
+                out = b"".join(chunks)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            for fd in (r, w, null):
+                if fd >= 0:
+                    os.close(fd)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            message = _last_error(self.log, start) or out.decode(errors="replace").strip()
+            raise RuntimeFailed(message or f"{self.binary} {args[0]} exited with status {code}")
+        return out
+
+    def create(
+        self,
+        id: str,
+        bundle: str,
+        pid_file: str,
+        stdio: tuple[int, int, int],
+        console_socket: str = "",
+        *,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+    ) -> None:
+        args = ["create", "--bundle", bundle, "--pid-file", pid_file]
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        if no_pivot:
+            args.append("--no-pivot")
+        if no_new_keyring:
+            args.append("--no-new-keyring")
+        self.run([*args, id], stdio)
+
+    def exec(
+        self, id: str, process_file: str, pid_file: str, stdio: tuple[int, int, int], console_socket: str = ""
+    ) -> None:
+        args = ["exec", "--detach", "--process", process_file, "--pid-file", pid_file]
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        self.run([*args, id], stdio)
+
+    def start(self, id: str) -> None:
+        self.run(["start", id])
+
+    def kill(self, id: str, signal: int, all: bool = False) -> None:
+        self.run(["kill", *(["--all"] if all else []), id, str(signal)])
+
+    def delete(self, id: str, force: bool = False) -> None:
+        self.run(["delete", *(["--force"] if force else []), id])
+
+    def pause(self, id: str) -> None:
+        self.run(["pause", id])
+
+    def resume(self, id: str) -> None:
+        self.run(["resume", id])
+
+    def update(self, id: str, resources_file: str) -> None:
+        self.run(["update", "--resources", resources_file, id])
+
+    def ps(self, id: str) -> list[int]:
+        out = self.run(["ps", "--format", "json", id])
+        start = out.find(b"[")  # anything before the list is a warning
+        pids = json.loads(out[start:]) if start >= 0 else []
+        return [p for p in pids if isinstance(p, int)] if isinstance(pids, list) else []
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _last_error(log: str, offset: int) -> str:
+    """The last error runc logged since ``offset`` (its log is JSON lines: level, msg, time)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            data = f.read(1 << 20)
+    except OSError:
+        return ""
+    message = ""
+    for line in data.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal") and entry.get("msg"):
+            message = str(entry["msg"])
+    return message
