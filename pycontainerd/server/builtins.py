@@ -33,12 +33,14 @@ from ..services.leases import LeasesService
 from ..services.namespaces import NamespacesService
 from ..services.snapshots import SnapshotsService
 from ..services.streaming import StreamingService
+from ..services.tasks import TasksService
 from ..services.transfer import TransferService
 from ..services.version import VersionService
 from ..snapshots import Snapshotter
 from ..snapshots.native import NativeSnapshotter
 from ..snapshots.overlay import OverlaySnapshotter, check_overlay
 from ..streaming import Manager as StreamManager
+from ..tasks.manager import TaskManager
 from .config import Duration
 
 __all__ = [
@@ -252,6 +254,21 @@ def _init_transfer_service(ic: InitContext) -> object:
     )
 
 
+def _init_task_manager(ic: InitContext) -> TaskManager:
+    # Imported here: the shim client is only needed once tasks are loaded.
+    from ..runtime.shim.launcher import ShimLauncher
+
+    runc_root = ic.state.parent / "runc"
+    ic.properties["state"] = str(ic.state)
+    ic.properties["runc_root"] = str(runc_root)
+    ic.state.mkdir(mode=0o711, parents=True, exist_ok=True)
+    return TaskManager(ic.state, ic.get(PluginType.EVENT, Exchange), ShimLauncher(), runc_root)
+
+
+def _init_tasks_service(ic: InitContext) -> object:
+    return TasksService(ic.get(PluginType.METADATA, DB), ic.get(PluginType.RUNTIME, TaskManager))
+
+
 def _init_introspection_service(ic: InitContext) -> object:
     return IntrospectionService(ic.plugins, ic.root)
 
@@ -299,6 +316,8 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
     _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
     _grpc("transfer", (*_META_GC, PluginType.STREAMING, PluginType.SERVICE), _init_transfer_service),
+    Builtin(Registration(type=PluginType.RUNTIME, id="task", requires=(PluginType.EVENT,), init=_init_task_manager)),
+    _grpc("tasks", (*_META, PluginType.RUNTIME), _init_tasks_service),
     _grpc("version", (), _init_version_service),
     _grpc("healthcheck", (), _init_health_service),
     _grpc("introspection", ("*",), _init_introspection_service),

@@ -176,6 +176,10 @@ class Server:
         self._executor = concurrent.futures.ThreadPoolExecutor(CORE_THREADS, thread_name_prefix="core")
         loop.set_default_executor(self._executor)
         self.load_plugins()
+        for plugin in self.plugins:
+            startup = getattr(plugin.instance, "startup", None)
+            if plugin.ok and startup is not None and inspect.iscoroutinefunction(startup):
+                await startup()
         g = self.config.grpc
         server = grpc.aio.server(
             options=[

@@ -113,6 +113,7 @@ class Task:
     shim: Shim
     runtime_root: str
     pid: int = 0
+    deleted: bool = False
     forwarder: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -205,6 +206,7 @@ class TaskManager:
         """Delete a stopped task: the shim deletes runc's container and unmounts; the bundle goes."""
         task = self.get(namespace, id)
         exit_ = await task.shim.delete("")
+        task.deleted = True
         async with self._lock:
             self._tasks.pop((namespace, id), None)
         with contextlib.suppress(Exception):
@@ -257,7 +259,11 @@ class TaskManager:
             ev.TaskDelete(container_id=id, id=id, pid=exit_.pid, exit_status=exit_.status, exited_at=when),
         )
 
-    async def close(self) -> None:
+    async def startup(self) -> None:
+        """The daemon's start-up hook: find the shims of the last run."""
+        await self.recover()
+
+    async def shutdown(self) -> None:
         """Stop forwarding; the shims keep running, to be found again by :meth:`recover`."""
         for task in self._tasks.values():
             if task.forwarder is not None:
@@ -272,7 +278,8 @@ class TaskManager:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            log.warning("task %s/%s: lost the shim's events: %s", task.namespace, task.id, e)
+            if not task.deleted:  # a deleted task's shim exits: its stream ends by design
+                log.warning("task %s/%s: lost the shim's events: %s", task.namespace, task.id, e)
 
     def _publish(self, namespace: str, topic: str, event: Message) -> None:
         try:
