@@ -90,8 +90,17 @@ class Image:
         return json.dumps(self.manifest, sort_keys=True).encode()
 
 
-def image(layers: list[dict[str, bytes]], arch: str = "amd64", variant: str = "", docker: bool = False) -> Image:
-    """A single-platform image; ``docker`` uses Docker schema2 media types instead of OCI's."""
+def image(
+    layers: list[dict[str, bytes]],
+    arch: str = "amd64",
+    variant: str = "",
+    docker: bool = False,
+    config: dict[str, object] | None = None,
+) -> Image:
+    """A single-platform image; ``docker`` uses Docker schema2 media types instead of OCI's.
+
+    ``config`` is the image config's ``config`` object (default: ``Cmd`` ``/bin/sh``).
+    """
     img = Image()
     diff_ids, descs = [], []
     for files in layers:
@@ -102,7 +111,7 @@ def image(layers: list[dict[str, bytes]], arch: str = "amd64", variant: str = ""
     cfg: dict[str, object] = {
         "architecture": arch,
         "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
+        "config": {"Cmd": ["/bin/sh"]} if config is None else config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }
     if variant:
