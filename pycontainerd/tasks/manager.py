@@ -232,7 +232,7 @@ class TaskManager:
                     shim = await self._launcher.connect(bundle)
                 except Exception as e:
                     log.warning("task %s/%s: shim gone (%s); cleaning up", namespace, id, e)
-                    await self._clean_dead(namespace, id, bundle)
+                    await self._clean_dead(namespace, id, bundle, str(self._runtime_root / namespace))
                     continue
                 task = Task(namespace, id, bundle, shim, str(self._runtime_root / namespace))
                 with contextlib.suppress(Exception):
@@ -240,9 +240,10 @@ class TaskManager:
                 self._tasks[(namespace, id)] = task
                 task.forwarder = asyncio.create_task(self._forward(task))
 
-    async def _clean_dead(self, namespace: str, id: str, bundle: Path) -> None:
+    async def _clean_dead(self, namespace: str, id: str, bundle: Path, runtime_root: str) -> None:
+        """What containerd does when a shim is gone: force-delete the container, report it killed and deleted."""
         try:
-            exit_ = await self._launcher.cleanup(bundle, str(self._runtime_root / namespace))
+            exit_ = await self._launcher.cleanup(bundle, runtime_root)
         except Exception as e:
             log.error("task %s/%s: cleanup failed: %s", namespace, id, e)
             return
@@ -278,8 +279,15 @@ class TaskManager:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if not task.deleted:  # a deleted task's shim exits: its stream ends by design
-                log.warning("task %s/%s: lost the shim's events: %s", task.namespace, task.id, e)
+            if task.deleted:  # a deleted task's shim exits: its stream ends by design
+                return
+            log.warning("task %s/%s: lost its shim (%s); cleaning up", task.namespace, task.id, e)
+            async with self._lock:
+                if self._tasks.get((task.namespace, task.id)) is not task:
+                    return
+                del self._tasks[(task.namespace, task.id)]
+            task.deleted = True
+            await self._clean_dead(task.namespace, task.id, task.bundle, task.runtime_root)
 
     def _publish(self, namespace: str, topic: str, event: Message) -> None:
         try:

@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -68,7 +69,10 @@ class Env:
         return {id: (int(pid), status) for id, pid, status in (row.split() for row in rows)}
 
     def assert_clean(self) -> None:
-        """No task left: no shim, no rootfs mount, no bundle, no container cgroup."""
+        """No task left: no shim, no rootfs mount, no bundle."""
+        deadline = time.monotonic() + 5
+        while shims_under(self.base) and time.monotonic() < deadline:  # a deleted task's shim exits on its own
+            time.sleep(0.02)
         assert shims_under(self.base) == []
         assert [m for m in mounts_under(self.base) if "/rootfs" in m] == []
         bundles = self.daemon.state / TASK_STATE / NS
@@ -366,4 +370,20 @@ def test_running_tasks_survive_a_killed_daemon(env: Env) -> None:
     for i in range(1, 6):
         assert f"exit code {10 + i}" in codes[f"s{i}"]
     assert "exit code 9" in codes["brief"]
+    env.assert_clean()
+
+
+def test_a_shim_killed_under_a_running_daemon_is_cleaned_up(env: Env) -> None:
+    env.ok("run", "-d", REF, "k1", BB, "sleep", "600")
+    pid = env.tasks()["k1"][0]
+    [(shim, _)] = shims_under(env.base)
+    with events(env) as lines:
+        os.kill(shim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "k1" in env.tasks():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert topics(lines, "k1") == ["/tasks/exit", "/tasks/delete"]
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    env.ok("containers", "rm", "k1")
     env.assert_clean()
