@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import termios
@@ -18,11 +17,11 @@ import tty
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-from ..client import Attached, Client, new_fifo_set
-from ..errors import ContainerdError
+from ..client import Attached, Client, fifo_set_of, new_fifo_set
+from ..errors import ContainerdError, FailedPrecondition
 from ..tasks import IO, Exit
 
-__all__ = ["run_attached"]
+__all__ = ["attach", "run_attached"]
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -72,41 +71,65 @@ def run_attached(
     )
     try:
         create(fifos.io)
-        exited: list[Exit] = []
-        failed: list[BaseException] = []
-
-        def wait() -> None:
-            try:
-                exited.append(tasks.wait(container_id, exec_id))
-            except BaseException as e:
-                failed.append(e)
-
-        waiter = threading.Thread(target=wait, daemon=True, name="wait")
-        waiter.start()
-
-        def forward(signum: int, frame: FrameType | None) -> None:
-            with contextlib.suppress(ContainerdError):
-                tasks.kill(container_id, signum, exec_id=exec_id)
-
-        def resize(signum: int = 0, frame: FrameType | None = None) -> None:
-            size = shutil.get_terminal_size()
-            with contextlib.suppress(ContainerdError):
-                tasks.resize_pty(container_id, size.columns, size.lines, exec_id=exec_id)
-
-        handlers: dict[int, Callable[[int, FrameType | None], object]] = {}
-        if terminal:
-            handlers[signal.SIGWINCH] = resize
-        else:
-            handlers.update(dict.fromkeys(_FORWARDED, forward))
-        with _raw_terminal(terminal), _handlers(handlers):
-            tasks.start(container_id, exec_id)
-            if terminal:
-                resize()
-            while waiter.is_alive():
-                waiter.join(0.2)  # short joins, so forwarded signals are handled promptly
-            attached.wait(5.0)
-        if failed:
-            raise failed[0]
-        return exited[0]
+        return _follow(client, container_id, exec_id, attached, terminal=terminal, start=True)
     finally:
         attached.close()
+
+
+def attach(client: Client, container_id: str, exec_id: str = "") -> Exit:
+    """Join a running process's FIFOs from this terminal until it exits; its streams stay for the next attach."""
+    process = client.tasks.get(container_id, exec_id)
+    fifos = fifo_set_of(process.io)
+    if fifos is None:
+        raise FailedPrecondition(f"{exec_id or container_id}: its streams are not FIFOs (started with no IO)")
+    attached = Attached(fifos, sys.stdin.buffer if process.io.stdin else None, sys.stdout.buffer, sys.stderr.buffer)
+    try:
+        return _follow(client, container_id, exec_id, attached, terminal=process.io.terminal, start=False)
+    finally:
+        attached.close(remove=False)
+
+
+def _follow(
+    client: Client, container_id: str, exec_id: str, attached: Attached, *, terminal: bool, start: bool
+) -> Exit:
+    """Pass on resizes (with a terminal) or signals (without), optionally start the process, wait for it."""
+    tasks = client.tasks
+    exited: list[Exit] = []
+    failed: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            exited.append(tasks.wait(container_id, exec_id))
+        except BaseException as e:
+            failed.append(e)
+
+    waiter = threading.Thread(target=wait, daemon=True, name="wait")
+    waiter.start()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(ContainerdError):
+            tasks.kill(container_id, signum, exec_id=exec_id)
+
+    def resize(signum: int = 0, frame: FrameType | None = None) -> None:
+        if not os.isatty(sys.stdout.fileno()):
+            return
+        size = os.get_terminal_size(sys.stdout.fileno())
+        with contextlib.suppress(ContainerdError):
+            tasks.resize_pty(container_id, size.columns, size.lines, exec_id=exec_id)
+
+    handlers: dict[int, Callable[[int, FrameType | None], object]] = {}
+    if terminal:
+        handlers[signal.SIGWINCH] = resize
+    else:
+        handlers.update(dict.fromkeys(_FORWARDED, forward))
+    with _raw_terminal(terminal), _handlers(handlers):
+        if terminal:
+            resize()  # before the start, so the process sees its size from the first instruction
+        if start:
+            tasks.start(container_id, exec_id)
+        while waiter.is_alive():
+            waiter.join(0.2)  # short joins, so forwarded signals are handled promptly
+        attached.wait(5.0)
+    if failed:
+        raise failed[0]
+    return exited[0]

@@ -16,17 +16,17 @@ from typing import Any
 from .. import oci
 from ..api.runtime.runc.options import oci_pb2 as runc_pb
 from ..client import Client
+from ..client._cio import readers_held
 from ..containers import Container, RuntimeInfo, TypedValue
 from ..errors import InvalidArgument, NotFound, quote
 from ..images.walk import config_for
 from ..mount import mounted
 from ..platforms import default as default_platform
 from ..platforms import ordered
-from ..tasks import NO_IO
 from ._attach import run_attached
 from ._common import parse_labels
 from ._containers import delete_container
-from ._tasks import delete_task, new_task
+from ._tasks import delete_task, detached_io, new_task
 
 __all__ = ["add_container_flags", "create_container", "register_run"]
 
@@ -145,7 +145,9 @@ def _run(client: Client, args: argparse.Namespace) -> int:
     create_container(client, args)
     try:
         if args.detach:
-            new_task(client, args.id, NO_IO)
+            io = detached_io(args.id, args.tty, args.null_io)
+            with readers_held(io):
+                new_task(client, args.id, io)
             client.tasks.start(args.id)
             return 0
         exited = run_attached(client, args.id, lambda io: new_task(client, args.id, io), terminal=args.tty)
@@ -163,7 +165,8 @@ def register_run(sub: Any) -> None:
     p = sub.add_parser("run", help="run a container from an image", description="run a container from an image")
     p.set_defaults(func=_run)
     p.add_argument("--rm", action="store_true", help="delete the container and its snapshot when it exits")
-    p.add_argument("-d", "--detach", action="store_true", help="start it and return")
+    p.add_argument("-d", "--detach", action="store_true", help="start it and return (attach later to see it)")
+    p.add_argument("--null-io", action="store_true", help="with -d: its streams go to /dev/null")
     add_container_flags(p)
 
 

@@ -14,14 +14,15 @@ from google.protobuf.json_format import MessageToDict
 from ..api import typeurl
 from ..api.cgroups.v1 import metrics_pb2 as cg1
 from ..api.cgroups.v2 import metrics_pb2 as cg2
-from ..client import Client
+from ..client import Client, new_fifo_set, remove_fifos_of
+from ..client._cio import readers_held
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..events.exchange import decode
 from ..tasks import IO, NO_IO, Status
-from ._attach import run_attached
+from ._attach import attach, run_attached
 from ._common import for_each, group, print_table, subcommand
 
-__all__ = ["delete_task", "new_task", "parse_signal", "register"]
+__all__ = ["delete_task", "detached_io", "new_task", "parse_signal", "register"]
 
 
 def parse_signal(text: str) -> int:
@@ -66,11 +67,13 @@ def _start(client: Client, args: argparse.Namespace) -> int:
             raise FailedPrecondition(f"task {args.id} already exists without this terminal's streams; use -d")
         client.tasks.start(args.id)
         return 0
+    terminal = bool(_spec_process(client, args.id).get("terminal"))
     if args.detach:
-        new_task(client, args.id, NO_IO)
+        io = detached_io(args.id, terminal, args.null_io)
+        with readers_held(io):
+            new_task(client, args.id, io)
         client.tasks.start(args.id)
         return 0
-    terminal = bool(_spec_process(client, args.id).get("terminal"))
     exited = run_attached(client, args.id, lambda io: new_task(client, args.id, io), terminal=terminal)
     client.tasks.delete(args.id)
     return exited.status
@@ -97,7 +100,9 @@ def _exec(client: Client, args: argparse.Namespace) -> int:
         process["env"] = [*process.get("env", []), *args.env]
     tasks = client.tasks
     if args.detach:
-        tasks.exec(args.id, args.exec_id, process, NO_IO)
+        io = detached_io(args.exec_id, args.tty, args.null_io)
+        with readers_held(io):
+            tasks.exec(args.id, args.exec_id, process, io)
         tasks.start(args.id, args.exec_id)
         return 0
 
@@ -110,6 +115,19 @@ def _exec(client: Client, args: argparse.Namespace) -> int:
     except NotFound:
         pass
     return exited.status
+
+
+def detached_io(id: str, terminal: bool, null: bool) -> IO:
+    """A detached process's streams: FIFOs to attach to later (as ``ctr``'s), or nothing with ``null``.
+
+    As with ``ctr``, output nobody reads fills the FIFO's buffer and then
+    blocks the process until somebody attaches: ``--null-io`` is for chatty ones.
+    """
+    return NO_IO if null else new_fifo_set(id, terminal=terminal).io
+
+
+def _attach(client: Client, args: argparse.Namespace) -> int:
+    return attach(client, args.id, args.exec_id).status
 
 
 def _kill(client: Client, args: argparse.Namespace) -> int:
@@ -184,7 +202,12 @@ def delete_task(client: Client, id: str, force: bool) -> None:
         if task.status in (Status.RUNNING, Status.PAUSED, Status.CREATED):
             tasks.kill(id, signal.SIGKILL, all=True)
             tasks.wait(id)
+    try:
+        io = tasks.get(id).io
+    except NotFound:
+        io = NO_IO
     tasks.delete(id)
+    remove_fifos_of(io)
 
 
 def _rm(client: Client, args: argparse.Namespace) -> int:
@@ -196,16 +219,21 @@ def register(sub: Any) -> None:
     p = subcommand(tasks, "ls", _ls, "list tasks", aliases=["list"])
     p.add_argument("-q", "--quiet", action="store_true", help="print only the task ids")
     p = subcommand(tasks, "start", _start, "create and start a container's task, attached to this terminal")
-    p.add_argument("-d", "--detach", action="store_true", help="start it and return (its output goes nowhere)")
+    p.add_argument("-d", "--detach", action="store_true", help="start it and return (attach later to see it)")
+    p.add_argument("--null-io", action="store_true", help="with -d: its streams go to /dev/null")
     p.add_argument("id", metavar="ID")
     p = subcommand(tasks, "exec", _exec, "run another process in a running task")
     p.add_argument("--exec-id", required=True, help="the new process's id, unique in the task")
     p.add_argument("-t", "--tty", action="store_true", help="give the process a terminal")
     p.add_argument("-d", "--detach", action="store_true", help="start it and return")
+    p.add_argument("--null-io", action="store_true", help="with -d: its streams go to /dev/null")
     p.add_argument("--cwd", default="", help="working directory (default: the container's)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="add an environment variable")
     p.add_argument("id", metavar="ID")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p = subcommand(tasks, "attach", _attach, "join a running process's streams (Ctrl-C goes to the process)")
+    p.add_argument("--exec-id", default="", help="an exec'd process instead of the init")
+    p.add_argument("id", metavar="ID")
     p = subcommand(tasks, "kill", _kill, "send a signal to tasks")
     p.add_argument("-s", "--signal", default="SIGTERM", help="signal name or number (default SIGTERM)")
     p.add_argument("-a", "--all", action="store_true", help="signal every process of the task")

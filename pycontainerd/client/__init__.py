@@ -8,7 +8,7 @@ from, answered over gRPC.  Errors a server reports arrive as
 
 from __future__ import annotations
 
-from ._cio import Attached, FifoSet, new_fifo_set
+from ._cio import Attached, FifoSet, fifo_set_of, new_fifo_set, remove_fifos_of
 from ._client import DEFAULT_TIMEOUT, Client, InitError, PluginInfo
 from ._containers import ContainerStore
 from ._events import EventService
@@ -36,7 +36,9 @@ __all__ = [
     "RegistryOptions",
     "TaskService",
     "expire_label",
+    "fifo_set_of",
     "new_fifo_set",
     "random_lease_id",
+    "remove_fifos_of",
     "translated",
 ]

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import select
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
 
 from pycontainerd.client import Client
+from pycontainerd.client._cio import FIFO_ROOT
 from tests.tasks.conftest import NS, REF
 
 pytestmark = pytest.mark.containerd
@@ -66,3 +72,50 @@ def test_run_bad_input(client: tuple[Client, str, Path]) -> None:
     assert r.returncode == 1 and b"already exists" in r.stderr
     pyctr(c, "containers", "rm", "dup")
     assert c.containers.list() == [] and c.tasks.list() == []
+
+
+def test_detached_then_attached(client: tuple[Client, str, Path]) -> None:
+    c = client[0]
+    r = pyctr(c, "run", "-d", REF, "a1", "/bin/busybox", "sh", "-c", "sleep 1; echo out; echo err >&2; exit 5")
+    assert r.returncode == 0, r.stderr
+    fifo_dir = Path(c.tasks.get("a1").io.stdout).parent
+    assert fifo_dir.parent == FIFO_ROOT and fifo_dir.is_dir()
+    r = pyctr(c, "tasks", "attach", "a1")
+    assert (r.returncode, r.stdout, r.stderr) == (5, b"out\n", b"err\n")
+    assert pyctr(c, "tasks", "rm", "a1").returncode == 0
+    assert not fifo_dir.exists()  # the FIFOs pyctr made go with the task
+    pyctr(c, "containers", "rm", "a1")
+    r = pyctr(c, "run", "-d", "--null-io", REF, "a2", "/bin/busybox", "sleep", "600")
+    assert r.returncode == 0, r.stderr
+    r = pyctr(c, "tasks", "attach", "a2")
+    assert r.returncode == 1 and r.stderr.startswith(b"pyctr: ") and b"not FIFOs" in r.stderr
+    assert pyctr(c, "tasks", "rm", "-f", "a2").returncode == 0
+    pyctr(c, "containers", "rm", "a2")
+
+
+def test_terminal_has_its_size_from_the_start(client: tuple[Client, str, Path]) -> None:
+    """pyctr sizes the terminal between create and start: no race with the process's first look (ctr has one)."""
+    c = client[0]
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 27, 93, 0, 0))
+    argv = [sys.executable, "-m", "pycontainerd.cmd.pyctr", "-a", c.address, "-n", NS]
+    argv += ["run", "-t", "--rm", REF, "tty1", "/bin/busybox", "stty", "size"]
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        out = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every writer is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(10) == 0
+    finally:
+        os.close(master)
+    assert out.replace(b"\r", b"").strip() == b"27 93"
