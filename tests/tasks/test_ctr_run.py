@@ -69,7 +69,7 @@ class Env:
         return {id: (int(pid), status) for id, pid, status in (row.split() for row in rows)}
 
     def assert_clean(self) -> None:
-        """No task left: no shim, no rootfs mount, no bundle."""
+        """No task left: no shim, no rootfs mount, no bundle, no container cgroup."""
         deadline = time.monotonic() + 5
         while shims_under(self.base) and time.monotonic() < deadline:  # a deleted task's shim exits on its own
             time.sleep(0.02)
@@ -77,6 +77,7 @@ class Env:
         assert [m for m in mounts_under(self.base) if "/rootfs" in m] == []
         bundles = self.daemon.state / TASK_STATE / NS
         assert not bundles.exists() or list(bundles.iterdir()) == []
+        assert [p for p in Path("/sys/fs/cgroup").glob(f"*/{NS}/*") if p.is_dir()] == []
 
 
 @pytest.fixture
