@@ -10,7 +10,10 @@ image's top layer under a lease, so nothing is collected half-made.
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import signal
+import stat
 from typing import Any
 
 from .. import oci
@@ -18,11 +21,13 @@ from ..api.runtime.runc.options import oci_pb2 as runc_pb
 from ..client import Client
 from ..client._cio import readers_held
 from ..containers import Container, RuntimeInfo, TypedValue
-from ..errors import InvalidArgument, NotFound, quote
+from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
 from ..images.walk import config_for
 from ..mount import mounted
+from ..oci import IDMapping
 from ..platforms import default as default_platform
 from ..platforms import ordered
+from ..snapshots import Snapshotter
 from ._attach import run_attached
 from ._common import parse_labels
 from ._containers import delete_container
@@ -56,6 +61,8 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a label on the container")
     p.add_argument("--runtime", default=RUNTIME, help=f"runtime name (default {RUNTIME})")
     p.add_argument("--runc-binary", default="", help="OCI runtime binary for runc's runtime, e.g. crun")
+    p.add_argument("--uidmap", default="", metavar="C:H:N", help="run in a user namespace: container uid C is host H")
+    p.add_argument("--gidmap", default="", metavar="C:H:N", help="the user namespace's gid map (default: as --uidmap)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("id", metavar="ID")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
@@ -75,9 +82,13 @@ def create_container(client: Client, args: argparse.Namespace) -> Container:
     if not command and not image_config.get("Entrypoint") and not image_config.get("Cmd"):
         raise InvalidArgument(f"image {quote(args.image)} has no command: give one after the container id")
     unpacked = client.unpack(image, snapshotter=snapshotter)
+    uidmap, gidmap = _id_maps(args)
     with client.lease() as leased:
         sn = leased.snapshotter(snapshotter)
-        mounts = sn.prepare(args.id, unpacked.chain_id)
+        parent = unpacked.chain_id
+        if uidmap:
+            parent = remapped_parent(sn, parent, uidmap, gidmap)
+        mounts = sn.prepare(args.id, parent)
         try:
             with mounted(mounts) as rootfs:
                 opts: list[oci.SpecOpt] = [
@@ -85,6 +96,8 @@ def create_container(client: Client, args: argparse.Namespace) -> Container:
                 ]
                 if args.user:
                     opts += [oci.with_user(args.user, rootfs=rootfs)]
+                if uidmap:
+                    opts += [oci.with_user_namespace([uidmap], [gidmap])]
                 spec = oci.generate(leased.namespace, args.id, *opts, *_flag_opts(args))
             stop = oci.image_stop_signal(image_config)
             labels = {oci.STOP_SIGNAL_LABEL: signal.Signals(stop).name, **parse_labels(args.label)}
@@ -106,6 +119,66 @@ def create_container(client: Client, args: argparse.Namespace) -> Container:
         except BaseException:
             sn.remove(args.id)
             raise
+
+
+def _id_map(text: str, flag: str) -> IDMapping:
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[2]) == 0:
+        raise InvalidArgument(f"{flag} {text!r}: expected container-id:host-id:length")
+    return IDMapping(int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def _id_maps(args: argparse.Namespace) -> tuple[IDMapping | None, IDMapping]:
+    """The user namespace's maps; the group map defaults to the user map."""
+    if not args.uidmap:
+        if args.gidmap:
+            raise InvalidArgument("--gidmap needs --uidmap")
+        return None, IDMapping(0, 0, 0)
+    uidmap = _id_map(args.uidmap, "--uidmap")
+    return uidmap, _id_map(args.gidmap, "--gidmap") if args.gidmap else uidmap
+
+
+def remapped_parent(sn: Snapshotter, parent: str, uidmap: IDMapping, gidmap: IDMapping) -> str:
+    """A committed copy of ``parent`` whose files belong to the user namespace's ids, shared while in use.
+
+    Named ``<parent>-<host uid>-<host gid>`` as ctr names its own, so the two share it.
+    """
+    key = f"{parent}-{uidmap.host_id}-{gidmap.host_id}"
+    try:
+        sn.stat(key)
+        return key
+    except NotFound:
+        pass
+    work = f"{key}-remap-{secrets.token_hex(6)}"
+    mounts = sn.prepare(work, parent)
+    try:
+        with mounted(mounts) as root:
+            shift_ids(str(root), uidmap, gidmap)
+        sn.commit(key, work)
+    except AlreadyExists:  # another client made it meanwhile
+        sn.remove(work)
+    except BaseException:
+        sn.remove(work)
+        raise
+    return key
+
+
+def shift_ids(root: str, uidmap: IDMapping, gidmap: IDMapping) -> None:
+    """Give every entry under ``root`` the host ids its owner has inside the namespace."""
+
+    def shifted(id_: int, m: IDMapping) -> int:
+        return id_ - m.container_id + m.host_id if m.container_id <= id_ < m.container_id + m.size else id_
+
+    def one(path: str) -> None:
+        st = os.lstat(path)
+        os.lchown(path, shifted(st.st_uid, uidmap), shifted(st.st_gid, gidmap))
+        if st.st_mode & 0o6000 and not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))  # chown clears set-id bits
+
+    one(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            one(os.path.join(dirpath, name))
 
 
 def _flag_opts(args: argparse.Namespace) -> list[oci.SpecOpt]:

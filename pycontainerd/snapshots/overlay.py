@@ -15,6 +15,7 @@ short; :mod:`pycontainerd.mount` shortens them further when a chain is deep.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import tempfile
 
@@ -59,6 +60,12 @@ class OverlaySnapshotter(LocalSnapshotter):
     def _populate(self, snap: Snapshot, path: pathlib.Path) -> None:
         fs = path / "fs"
         fs.mkdir(mode=0o755)
+        if snap.parent_ids:
+            # The mount's root takes its owner from the upper directory: keep the parent's, so a root
+            # remapped for a user namespace stays remapped in every snapshot above it.
+            st = self._upper(snap.parent_ids[0]).stat()
+            if (st.st_uid, st.st_gid) != (0, 0):
+                os.lchown(fs, st.st_uid, st.st_gid)
         if snap.kind == Kind.ACTIVE:
             (path / "work").mkdir(mode=0o711)
 

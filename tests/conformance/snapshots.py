@@ -169,6 +169,15 @@ class SnapshotterSuite:
             assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o4755)
             assert stat.S_IMODE(os.stat(root / "d").st_mode) == 0o1777
 
+    def test_root_owner_carries_up_the_chain(self, snapshotter: Snapshotter) -> None:
+        """A root remapped for a user namespace stays remapped in the snapshots above it (and views of them)."""
+        layer(snapshotter, "l", "", lambda root: os.chown(root, 100000, 100001))
+        layer(snapshotter, "m", "l", write("f", "x"))
+        for mounts in (snapshotter.prepare("c", "m"), snapshotter.view("v", "m")):
+            with tree(mounts) as root:
+                st = os.stat(root)
+                assert (st.st_uid, st.st_gid) == (100000, 100001)
+
     def test_deep_chain_mounts(self, snapshotter: Snapshotter) -> None:
         parent = ""
         for i in range(130):

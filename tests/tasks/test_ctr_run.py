@@ -388,3 +388,13 @@ def test_a_shim_killed_under_a_running_daemon_is_cleaned_up(env: Env) -> None:
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     env.ok("containers", "rm", "k1")
     env.assert_clean()
+
+
+def test_user_namespace_with_a_remapped_snapshot(env: Env) -> None:
+    """ctr remaps the image's snapshot through the Snapshots API; the overlay keeps the remapped root's owner."""
+    script = "cat /proc/self/uid_map; /bin/busybox touch /new && /bin/busybox stat -c %u /new"
+    out = env.ok(
+        "run", "--rm", "--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536", REF, "u1", BB, "sh", "-c", script
+    )
+    assert out.split() == ["0", "300000", "65536", "0"]
+    env.assert_clean()

@@ -119,3 +119,28 @@ def test_terminal_has_its_size_from_the_start(client: tuple[Client, str, Path]) 
     finally:
         os.close(master)
     assert out.replace(b"\r", b"").strip() == b"27 93"
+
+
+def test_user_namespace(client: tuple[Client, str, Path]) -> None:
+    c = client[0]
+    script = "cat /proc/self/uid_map /proc/self/gid_map; /bin/busybox touch /new && echo wrote"
+    r = pyctr(
+        c,
+        "run",
+        "--rm",
+        "--uidmap",
+        "0:400000:65536",
+        "--gidmap",
+        "0:500000:65536",
+        REF,
+        "u1",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        script,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == ["0", "400000", "65536", "0", "500000", "65536", "wrote"]
+    r = pyctr(c, "run", "--rm", "--uidmap", "0:1", REF, "u2", "/bin/busybox", "true")
+    assert r.returncode == 1 and r.stderr.strip() == b"pyctr: --uidmap '0:1': expected container-id:host-id:length"
+    assert c.containers.list() == []
