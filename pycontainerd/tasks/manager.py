@@ -139,6 +139,7 @@ class TaskManager:
         self._launcher = launcher
         self._runtime_root = runtime_root
         self._tasks: dict[tuple[str, str], Task] = {}
+        self._creating: set[tuple[str, str]] = set()
         self._lock = asyncio.Lock()
 
     # -- lookups -----------------------------------------------------------
@@ -164,12 +165,16 @@ class TaskManager:
         binary, runc_root = runtime_binary(options or container.runtime.options)
         spec = _spec_of(container)
         key = (namespace, container.id)
+        # The key is reserved under the lock; the slow part (a shim and runc) runs outside it, so
+        # creates of different tasks go on side by side.
         async with self._lock:
-            if key in self._tasks:
+            if key in self._tasks or key in self._creating:
                 raise AlreadyExists(f"task {quote(container.id)}: already exists")
             bundle = self.root / namespace / container.id
             if bundle.exists():
                 raise AlreadyExists(f"task {quote(container.id)}: its bundle {bundle} already exists")
+            self._creating.add(key)
+        try:
             bundle.mkdir(parents=True, mode=0o711)
             runtime_root = runc_root or str(self._runtime_root / namespace)
             try:
@@ -188,6 +193,8 @@ class TaskManager:
                 raise
             task = Task(namespace, container.id, bundle, shim, runtime_root, pid)
             self._tasks[key] = task
+        finally:
+            self._creating.discard(key)
         self._publish(
             namespace,
             "/tasks/create",

@@ -9,6 +9,7 @@ and no bundle: what a test leaks fails it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -397,4 +398,27 @@ def test_user_namespace_with_a_remapped_snapshot(env: Env) -> None:
         "run", "--rm", "--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536", REF, "u1", BB, "sh", "-c", script
     )
     assert out.split() == ["0", "300000", "65536", "0"]
+    env.assert_clean()
+
+
+def test_concurrent_runs(env: Env) -> None:
+    """Ten ``ctr run -d`` at once, and two creates of one task racing: one wins, one is told it exists."""
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        runs = list(pool.map(lambda i: env.ctr("run", "-d", REF, f"p{i}", BB, "sleep", "600"), range(10)))
+    assert [r.returncode for r in runs] == [0] * 10, [r.stderr for r in runs]
+    assert {st for _, st in env.tasks().values()} == {"RUNNING"} and len(env.tasks()) == 10
+    env.ok("containers", "create", REF, "race", BB, "sleep", "600")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        racers = list(pool.map(lambda _: env.ctr("tasks", "start", "-d", "race"), range(2)))
+    results = sorted((r.returncode, r.stderr) for r in racers)
+    assert results[0] == (0, b"") and results[1][0] == 1 and b"already exists" in results[1][1], results
+    for id in [*(f"p{i}" for i in range(10)), "race"]:
+        env.ok("tasks", "kill", "-s", "KILL", id)
+    deadline = time.monotonic() + 15
+    while any(st != "STOPPED" for _, st in env.tasks().values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    for id in [*(f"p{i}" for i in range(10)), "race"]:
+        env.ok("tasks", "rm", id)
+        env.ok("containers", "rm", id)
     env.assert_clean()
