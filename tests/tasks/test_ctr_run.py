@@ -69,6 +69,21 @@ class Env:
         rows = self.ok("tasks", "ls").splitlines()[1:]
         return {id: (int(pid), status) for id, pid, status in (row.split() for row in rows)}
 
+    def wait_stopped(self, *ids: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while any(self.tasks()[id][1] != "STOPPED" for id in ids):
+            assert time.monotonic() < deadline, self.tasks()
+            time.sleep(0.05)
+
+    def kill_and_remove(self, *ids: str) -> None:
+        """SIGKILL every process of each task, then remove the tasks and their containers."""
+        for id in ids:
+            self.ok("tasks", "kill", "--all", "-s", "KILL", id)
+        self.wait_stopped(*ids)
+        for id in ids:
+            self.ok("tasks", "rm", id)
+            self.ok("containers", "rm", id)
+
     def assert_clean(self) -> None:
         """No task left: no shim, no rootfs mount, no bundle, no container cgroup."""
         deadline = time.monotonic() + 5
@@ -153,10 +168,7 @@ def test_detached_task_lifecycle_and_its_events(env: Env) -> None:
         r = env.ctr("containers", "rm", "d1")
         assert r.returncode != 0 and b"non stopped" in r.stderr
         env.ok("tasks", "kill", "-s", "KILL", "d1")
-        deadline = time.monotonic() + 10
-        while env.tasks()["d1"][1] != "STOPPED":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        env.wait_stopped("d1")
         r = env.ctr("tasks", "rm", "d1")
         assert r.returncode == 0 and b"exit code 137" in r.stderr
         env.ok("containers", "rm", "d1")
@@ -243,13 +255,7 @@ def test_crun_through_runc_binary(env: Env, tmp_path: Path) -> None:
     assert shim["runtime"] == str(crun)
     assert "crun" in subprocess.run(["crun", "--version"], capture_output=True, text=True, check=True).stdout
     assert env.ok("tasks", "exec", "--exec-id", "x", "c1", BB, "echo", "crun") == "crun\n"
-    env.ok("tasks", "kill", "-s", "KILL", "c1")
-    deadline = time.monotonic() + 10
-    while env.tasks()["c1"][1] != "STOPPED":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    env.ok("tasks", "rm", "c1")
-    env.ok("containers", "rm", "c1")
+    env.kill_and_remove("c1")
     assert env.ok("run", "--rm", "--runc-binary", str(crun), REF, "c2", BB, "echo", "again") == "again\n"
     r = env.ctr("run", "--rm", "--runc-binary", "no-such-runtime", REF, "c3", BB, "true")
     assert r.returncode != 0 and b"no-such-runtime" in r.stderr and b"not installed" in r.stderr
@@ -285,13 +291,7 @@ def test_pids_limit_stops_a_fork_bomb(env: Env) -> None:
     metrics = dict(line.split(None, 1) for line in env.ok("tasks", "metrics", "p1").splitlines()[3:] if line)
     assert int(metrics["pids.limit"]) == 16
     assert env.tasks()["p1"][1] == "RUNNING"  # the bomb hit the limit; the container lives on
-    env.ok("tasks", "kill", "--all", "-s", "KILL", "p1")
-    deadline = time.monotonic() + 10
-    while env.tasks()["p1"][1] != "STOPPED":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    env.ok("tasks", "rm", "p1")
-    env.ok("containers", "rm", "p1")
+    env.kill_and_remove("p1")
     env.assert_clean()
 
 
@@ -357,10 +357,7 @@ def test_running_tasks_survive_a_killed_daemon(env: Env) -> None:
     with events(env) as lines:
         for i in range(1, 6):
             env.ok("tasks", "kill", f"s{i}")
-        deadline = time.monotonic() + 15
-        while any(st != "STOPPED" for st in (s for _, s in env.tasks().values())):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        env.wait_stopped(*(f"s{i}" for i in range(1, 6)))
     for i in range(1, 6):
         assert topics(lines, f"s{i}") == ["/tasks/exit"]
     codes = {}
@@ -412,13 +409,5 @@ def test_concurrent_runs(env: Env) -> None:
         racers = list(pool.map(lambda _: env.ctr("tasks", "start", "-d", "race"), range(2)))
     results = sorted((r.returncode, r.stderr) for r in racers)
     assert results[0] == (0, b"") and results[1][0] == 1 and b"already exists" in results[1][1], results
-    for id in [*(f"p{i}" for i in range(10)), "race"]:
-        env.ok("tasks", "kill", "-s", "KILL", id)
-    deadline = time.monotonic() + 15
-    while any(st != "STOPPED" for _, st in env.tasks().values()):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    for id in [*(f"p{i}" for i in range(10)), "race"]:
-        env.ok("tasks", "rm", id)
-        env.ok("containers", "rm", id)
+    env.kill_and_remove(*(f"p{i}" for i in range(10)), "race")
     env.assert_clean()
