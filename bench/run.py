@@ -18,6 +18,11 @@ benchmarks, each with the target set for pycontainerd:
   files (about 1 GB, tens of thousands of files) and of a debootstrapped
   Debian (``--no-debian`` skips it); pycontainerd ≤ 0.5x containerd's time;
   snapshot Prepare+Mounts+Remove and Commit latency, no target;
+* containers (``--no-runtime`` skips them): ``ctr run --rm`` of busybox
+  ``true``, median of ``--runtime-runs``, pycontainerd ≤ 1.0x; RSS and PSS
+  of each shim with ``--shims`` containers running, mean per shim,
+  pycontainerd ≤ 1.0x; ``--concurrent`` containers started with ``ctr run
+  -d`` at once, then all removed at once, total time, pycontainerd ≤ 1.0x;
 * memory: RSS and PSS of each daemon's process tree 5 s after start, and
   again after the listing work; pycontainerd ≤ 1.5x containerd.  Anonymous
   memory (heap) is shown beside them, without a target: unlike PSS it does
@@ -51,7 +56,7 @@ if __package__ in (None, ""):
 
 import grpc
 
-from bench import daemons, memory, report, unpack, workloads
+from bench import daemons, memory, report, runtime, unpack, workloads
 from bench.daemons import CONTAINERD_NAME, NAMES, PYCONTAINERD_NAME, Daemon
 from bench.report import Metric
 
@@ -374,6 +379,102 @@ def bench_unpack(b: Bench, data: Path) -> None:
         log(f"{name}: snapshots: prepare+mounts+remove {p:.2f} ms, commit {c:.2f} ms")
 
 
+def bench_runtime(b: Bench, data: Path) -> None:
+    runs, count, many = b.args.runtime_runs, b.args.shims, b.args.concurrent
+    latency = b.metric(
+        "run_rm",
+        f"`ctr run --rm` of busybox `true` (median of {runs})",
+        "ms",
+        summary="median",
+        target=1.0,
+        decimals=0,
+    )
+    rss = b.metric("shim_rss", f"RSS per shim, {count} containers running (mean)", "MiB", target=1.0, decimals=2)
+    pss = b.metric("shim_pss", f"PSS per shim, {count} containers running (mean)", "MiB", target=1.0, decimals=2)
+    started = b.metric(
+        "many_start",
+        f"{many} x `ctr run -d` at once (median of {b.args.concurrent_runs})",
+        "s",
+        summary="median",
+        decimals=2,
+    )
+    removed = b.metric(
+        "many_rm",
+        f"then `ctr tasks rm -f` + `ctr containers rm` of all {many} at once",
+        "s",
+        summary="median",
+        decimals=2,
+    )
+    total = b.metric(
+        "many_total",
+        f"{many} containers started at once, then removed: total",
+        "s",
+        summary="median",
+        target=1.0,
+        decimals=2,
+    )
+    rows = (latency, rss, pss, started, removed, total)
+    sites = {name: runtime.Site.of(d) for name, d in b.running.items()}
+    try:
+        tar = runtime.build_image(data)
+        for name in b.healthy():
+            try:
+                runtime.import_image(sites[name], tar)
+                runtime.run_rm(sites[name], f"warm-{name}")  # the first run pays for cold caches
+            except FAILURES as exc:
+                for m in rows:
+                    m.fail(name, f"setup failed: {describe(exc)}")
+                log(f"{name}: runtime setup failed: {describe(exc)}")
+
+        def one_run(name: str) -> float:
+            return runtime.run_rm(sites[name], f"rm-{name}-{len(latency.samples.get(name, []))}") * 1000
+
+        b.repeat(latency, runs, one_run)
+        for name in b.healthy(rss):
+            site = sites[name]
+            ids = [f"mem-{name}-{i}" for i in range(count)]
+            try:
+                runtime.start_many(site, ids)
+                runtime.wait_for_shims(site, count)
+                time.sleep(1.0)  # let start-up garbage settle
+                taken = runtime.shim_memory(site)
+                runtime.remove_many(site, ids)
+                runtime.wait_for_shims(site, 0)
+            except FAILURES as exc:
+                rss.fail(name, describe(exc))
+                pss.fail(name, describe(exc))
+                log(f"{name}: shim memory: {describe(exc)}")
+                runtime.reap(site, b.running[name].alive())
+                continue
+            per_rss, per_pss = taken.per_shim()
+            rss.add(name, per_rss / 1024)
+            pss.add(name, per_pss / 1024)
+            b.extra.setdefault(name, {})["shim_memory"] = taken.as_json()
+            for pid, (helper_rss, helper_pss) in taken.helpers.items():
+                text = f"includes the fork server (pid {pid}: RSS {helper_rss / 1024:.1f}, PSS {helper_pss / 1024:.1f} MiB) split among the {count} shims"
+                rss.note(name, text)
+            log(f"{name}: per shim: RSS {rss.samples[name][-1]:.1f} MiB, PSS {pss.samples[name][-1]:.1f} MiB")
+
+        def at_once(name: str) -> float:
+            site = sites[name]
+            ids = [f"many-{name}-{len(total.samples.get(name, []))}-{i}" for i in range(many)]
+            try:
+                up = runtime.start_many(site, ids)
+                down = runtime.remove_many(site, ids)
+                runtime.wait_for_shims(site, 0)
+            except BaseException:
+                runtime.reap(site, b.running[name].alive())
+                raise
+            started.add(name, up)
+            removed.add(name, down)
+            return up + down
+
+        b.repeat(total, b.args.concurrent_runs, at_once)
+    finally:
+        for name, site in sites.items():
+            runtime.reap(site, b.running[name].alive())
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--only", choices=NAMES, help="run one daemon only (the other's column says n/a)")
@@ -387,6 +488,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fetch-layers", type=int, default=4, help="layers of the fetched image (default 4)")
     parser.add_argument("--no-unpack", dest="unpack", action="store_false", help="skip the pull-and-unpack benchmarks")
     parser.add_argument("--no-debian", dest="debian", action="store_false", help="skip the debootstrapped Debian image")
+    parser.add_argument("--no-list", dest="list", action="store_false", help="skip the listing benchmarks")
+    parser.add_argument("--no-runtime", dest="runtime", action="store_false", help="skip the container benchmarks")
+    parser.add_argument("--runtime-runs", type=int, default=20, help="timed `ctr run --rm` per daemon (default 20)")
+    parser.add_argument(
+        "--shims", type=int, default=10, help="containers running while shims are measured (default 10)"
+    )
+    parser.add_argument(
+        "--concurrent", type=int, default=50, help="containers started at once by `ctr run -d` (default 50)"
+    )
+    parser.add_argument(
+        "--concurrent-runs", type=int, default=3, help="rounds of the containers-at-once benchmark (default 3)"
+    )
     parser.add_argument(
         "--records",
         type=int,
@@ -404,7 +517,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.fetch_mib < 0 or args.fetch_layers < 1:
         parser.error("--fetch-mib must be >= 0 and --fetch-layers >= 1")
-    if args.ingest_mib < 0 or args.runs < 1 or args.records < 1 or args.list_runs < 1 or args.rpc_runs < 1:
+    counts = (args.runs, args.records, args.list_runs, args.rpc_runs, args.runtime_runs, args.shims, args.concurrent)
+    if args.ingest_mib < 0 or min(counts) < 1 or args.concurrent_runs < 1:
         parser.error("sizes must be >= 0 and counts >= 1")
     return args
 
@@ -451,13 +565,16 @@ def run(args: argparse.Namespace) -> int:
                 log(f"{name} is unavailable, its column will say n/a: {why.splitlines()[0]}")
             b = Bench(args, running, clients)
             bench_idle(b)
-            bench_list(b)
+            if args.list:
+                bench_list(b)
             if blob is not None:
                 bench_ingest(b, blob)
             if args.fetch_mib:
                 bench_fetch(b, data)
             if args.unpack:
                 bench_unpack(b, data)
+            if args.runtime:
+                bench_runtime(b, data)
             statuses = daemon_status(names, running, unavailable, b)
     metrics = list(b.metrics.values())
     absent = [

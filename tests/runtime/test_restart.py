@@ -27,25 +27,27 @@ import asyncio, json, sys
 from pathlib import Path
 from pycontainerd.mount import Mount
 from pycontainerd.runtime.shim.client import ShimClient
+from pycontainerd.runtime.shim.spawn import ForkServer
 
-async def main(runc_root, rootfs, bundles):
+async def main(runc_root, rootfs, bundles, how):
+    forks = ForkServer() if how == "fork" else None
     out = []
     for bundle, id in bundles:
-        c = await ShimClient.spawn(Path(bundle), "shimtest", id)
+        c = await ShimClient.spawn(Path(bundle), "shimtest", id, forkserver=forks)
         pid = await c.create(rootfs=[Mount("bind", rootfs, ("rbind", "ro"))], runtime_root=runc_root)
         await c.start()
-        out.append({"bundle": bundle, "shim": c.pid, "init": pid})
+        out.append({"bundle": bundle, "shim": c.pid, "init": pid, "forkserver": forks.pid if forks else 0})
     print(json.dumps(out), flush=True)
     await asyncio.sleep(3600)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3])))
+asyncio.run(main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]))
 """
 
 
 def start_daemon(
-    harness: Harness, bundles: list[tuple[Path, str]]
+    harness: Harness, bundles: list[tuple[Path, str]], how: str = "exec"
 ) -> tuple[subprocess.Popen[bytes], list[dict[str, Any]]]:
-    args = [str(harness.runc_root), str(harness.busybox_root), json.dumps([(str(b), i) for b, i in bundles])]
+    args = [str(harness.runc_root), str(harness.busybox_root), json.dumps([(str(b), i) for b, i in bundles]), how]
     proc = subprocess.Popen(
         [sys.executable, "-c", DAEMON, *args], stdout=subprocess.PIPE, start_new_session=True, cwd=os.getcwd()
     )
@@ -63,14 +65,22 @@ async def next_event(client: ShimClient, timeout: float = 5.0) -> dict[str, Any]
     return await asyncio.wait_for(anext(it), timeout)
 
 
-def test_shims_survive_the_daemon_and_its_process_group(harness: Harness) -> None:
+@pytest.mark.parametrize("how", ["exec", "fork"])
+def test_shims_survive_the_daemon_and_its_process_group(harness: Harness, how: str) -> None:
+    """Started from scratch or forked by the fork server (which is in the daemon's process group)."""
     b1 = harness.bundle("survive1", ["sleep", "30"])
     b2 = harness.bundle("survive2", ["sleep", "30"])
-    daemon, shims = start_daemon(harness, [b1, b2])
+    daemon, shims = start_daemon(harness, [b1, b2], how)
+    forkserver = shims[0]["forkserver"]
+    assert (forkserver != 0) == (how == "fork")
     os.killpg(daemon.pid, signal.SIGKILL)  # the daemon and everything in its process group
     daemon.wait()
     daemon.stdout.close()  # type: ignore[union-attr]
     assert all(_alive(s["shim"]) and _alive(s["init"]) for s in shims)
+    deadline = time.monotonic() + 5
+    while forkserver and _alive(forkserver) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not (forkserver and _alive(forkserver))
     # While no daemon is there, the second container's init dies.
     os.kill(shims[1]["init"], signal.SIGKILL)
     time.sleep(0.2)

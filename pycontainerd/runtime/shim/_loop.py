@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 
 TYPE_CHECKING = False  # typing costs the shim milliseconds at start-up; only the checker needs it
 if TYPE_CHECKING:
+    import signal as _signal  # what the checker knows of _signal, the C half without the enums
     from collections.abc import Callable
 
     Handler = Callable[[int], None]
+else:
+    import _signal
 
 __all__ = ["IN", "OUT", "Loop"]
 
@@ -32,7 +34,7 @@ class Loop:
         self.running = True
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_r, self._wake_w = r, w
-        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         self.add(r, IN, self._on_signal_bytes)
 
     def add(self, fd: int, mask: int, handler: Handler) -> None:
@@ -55,8 +57,8 @@ class Loop:
     def on_signal(self, signo: int, handler: Callable[[], None]) -> None:
         """Run ``handler`` from the loop (not the signal handler) whenever ``signo`` arrives."""
         self._signal_handlers[signo] = handler
-        signal.signal(signo, _noop)
-        signal.siginterrupt(signo, False)
+        _signal.signal(signo, _noop)
+        _signal.siginterrupt(signo, False)
 
     def _on_signal_bytes(self, _events: int) -> None:
         try:

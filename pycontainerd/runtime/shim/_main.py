@@ -11,13 +11,24 @@ backlog, so the daemon may connect as soon as it read the address.
 
 Imports stay minimal until after the fork: the daemon's wait is the
 interpreter's start-up, this module and one socket.
+
+``… --forkserver --pad=…`` starts the fork server instead (see
+``_forkserver``): an interpreter that has imported all of the shim and
+forks each new one, which then runs :func:`main` as above.
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
+
+TYPE_CHECKING = False  # typing costs the shim milliseconds at start-up; only the checker needs it
+
+if TYPE_CHECKING:
+    import signal as _signal  # what the checker knows of _signal, the C half without the enums
+else:
+    import _signal
 
 __all__ = ["main"]
 
@@ -41,13 +52,13 @@ def _parse(argv: list[str]) -> dict[str, str]:
     return opts
 
 
-def _listen(path: str) -> socket.socket:
+def _listen(path: str) -> _socket.socket:
     """A listening socket at ``path``; refuses when a live shim already listens there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.bind(path)
     except OSError:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             probe.connect(path)
         except OSError:
@@ -64,7 +75,13 @@ def _listen(path: str) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> None:
-    opts = _parse(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--forkserver"]:
+        from ._forkserver import serve as serve_forks
+
+        serve_forks([a for a in sys.orig_argv if not a.startswith("--pad=")])
+        return
+    opts = _parse(args)
     bundle = os.path.abspath(opts["bundle"])
     os.makedirs(os.path.dirname(opts["socket"]), mode=0o700, exist_ok=True)
     listener = _listen(opts["socket"])
@@ -89,16 +106,14 @@ def main(argv: list[str] | None = None) -> None:
     serve(listener, bundle, opts["namespace"], opts["id"])
 
 
-def serve(listener: socket.socket, bundle: str, namespace: str, id: str) -> None:
-    import signal
-
+def serve(listener: _socket.socket, bundle: str, namespace: str, id: str) -> None:
     from ._linux import set_child_subreaper
     from ._loop import Loop
     from ._service import Service, log
 
     set_child_subreaper()
-    for signo in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(signo, signal.SIG_IGN)
+    for signo in (_signal.SIGINT, _signal.SIGHUP, _signal.SIGPIPE):
+        _signal.signal(signo, _signal.SIG_IGN)
     loop = Loop()
     service = Service(loop, listener, bundle, namespace, id)
     path = listener.getsockname()

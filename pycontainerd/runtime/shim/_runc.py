@@ -12,17 +12,20 @@ taken from runc's JSON log instead, as containerd does.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
+
+from . import _cjson
 
 TYPE_CHECKING = False  # typing costs the shim milliseconds at start-up; only the checker needs it
 if TYPE_CHECKING:
+    import signal as _signal  # what the checker knows of _signal, the C half without the enums
     from collections.abc import Sequence
+else:
+    import _signal
 
 __all__ = ["Runtime", "RuntimeFailed"]
 
-_RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGCHLD)
+_RESET = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGHUP, _signal.SIGTERM, _signal.SIGCHLD)
 """Dispositions the shim changes and that its children must not inherit (SIG_IGN survives exec)."""
 
 
@@ -131,7 +134,7 @@ class Runtime:
     def ps(self, id: str) -> list[int]:
         out = self.run(["ps", "--format", "json", id])
         start = out.find(b"[")  # anything before the list is a warning
-        pids = json.loads(out[start:]) if start >= 0 else []
+        pids = _cjson.loads(out[start:]) if start >= 0 else []
         return [p for p in pids if isinstance(p, int)] if isinstance(pids, list) else []
 
 
@@ -153,7 +156,7 @@ def _last_error(log: str, offset: int) -> str:
     message = ""
     for line in data.splitlines():
         try:
-            entry = json.loads(line)
+            entry = _cjson.loads(line)
         except ValueError:
             continue
         if isinstance(entry, dict) and entry.get("level") in ("error", "fatal") and entry.get("msg"):

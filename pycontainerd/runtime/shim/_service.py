@@ -9,15 +9,12 @@ queue until the daemon acknowledges them.
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import re
-import signal
-import socket
 import sys
 import time
 
-from . import _cgroups, _linux
+from . import _cgroups, _cjson, _linux
 from ._loop import IN, OUT, Loop
 from ._process import CREATED, DELETED, PAUSED, RUNNING, STOPPED, Failure, Process, exit_status
 from ._runc import Runtime, RuntimeFailed
@@ -26,8 +23,11 @@ from .protocol import OPS, VERSION, Decoder, ProtocolError, encode, event, failu
 
 TYPE_CHECKING = False  # typing costs the shim milliseconds at start-up; only the checker needs it
 if TYPE_CHECKING:
+    import signal as _signal  # what the checker knows of _signal, the C half without the enums
     from collections.abc import Callable
     from typing import Any
+else:
+    import _signal
 
 __all__ = ["Service"]
 
@@ -36,7 +36,13 @@ MAX_EVENTS = 4096
 MAX_OUTPUT = 64 << 20
 """Bytes queued for a connection that does not read before it is dropped."""
 
-_EXEC_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,75}")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ID_CHARS = _ALNUM | frozenset("_.-")
+
+
+def _valid_exec_id(exec_id: str) -> bool:
+    """``[A-Za-z0-9][A-Za-z0-9_.-]{0,75}``, as containerd's identifiers (checked without ``re``)."""
+    return 0 < len(exec_id) <= 76 and exec_id[0] in _ALNUM and all(c in _ID_CHARS for c in exec_id)
 
 
 def log(message: str) -> None:
@@ -92,7 +98,7 @@ def _kill_failure(e: RuntimeFailed) -> Failure:
 class Conn:
     """One client connection: framed requests in, replies and events out, never blocking."""
 
-    def __init__(self, service: Service, sock: socket.socket) -> None:
+    def __init__(self, service: Service, sock: _socket.socket) -> None:
         self.service = service
         self.sock = sock
         self.fd = sock.fileno()
@@ -139,7 +145,7 @@ class Conn:
         except ProtocolError as e:
             if "id" not in message:
                 raise
-            self.out += encode(failure(message["id"], "unknown", f"reply too large: {e}"))
+            self.out += encode(failure(message["id"], "unknown", f"reply not sent: {e}"))
         self._flush()
 
     def _flush(self) -> None:
@@ -182,7 +188,7 @@ class Conn:
 
 
 class Service:
-    def __init__(self, loop: Loop, listener: socket.socket, bundle: str, namespace: str, id: str) -> None:
+    def __init__(self, loop: Loop, listener: _socket.socket, bundle: str, namespace: str, id: str) -> None:
         self.loop = loop
         self.listener = listener
         self.bundle = bundle
@@ -204,7 +210,7 @@ class Service:
         self._serial = 0
         listener.setblocking(False)
         loop.add(listener.fileno(), IN, self._accept)
-        loop.on_signal(signal.SIGCHLD, self.reap)
+        loop.on_signal(_signal.SIGCHLD, self.reap)
         self._ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             op: getattr(self, f"op_{op}") for op in OPS if op not in ("wait", "events")
         }
@@ -214,13 +220,13 @@ class Service:
     def _accept(self, _events: int) -> None:
         while True:
             try:
-                sock, _ = self.listener.accept()
+                fd, _ = self.listener._accept()  # type: ignore[attr-defined]  # _socket's accept: an fd
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 log(f"accept: {e}")
                 return
-            self.conns.add(Conn(self, sock))
+            self.conns.add(Conn(self, _socket.socket(fileno=fd)))
 
     def handle(self, conn: Conn, message: dict[str, Any]) -> None:
         try:
@@ -325,7 +331,7 @@ class Service:
             raise Failure("invalid_argument", "rootfs must be a list of {type, source, options} mounts")
         try:
             with open(os.path.join(self.bundle, "config.json"), "rb") as f:
-                spec = json.load(f)
+                spec = _cjson.loads(f.read())
         except (OSError, ValueError) as e:
             raise Failure("failed_precondition", f"bundle config.json: {e}") from None
         namespaces = (spec.get("linux") or {}).get("namespaces") or []
@@ -414,7 +420,7 @@ class Service:
         }
         path = os.path.join(self.bundle, "shim.json")
         with open(path + ".tmp", "w") as f:
-            json.dump(state, f)
+            f.write(_cjson.dumps(state))
         os.replace(path + ".tmp", path)
 
     def _watch_cgroup(self, pid: int) -> None:
@@ -470,7 +476,7 @@ class Service:
         console_socket = None
         try:
             with open(spec_file, "w") as f:
-                json.dump(p.spec, f)
+                f.write(_cjson.dumps(p.spec))
             if io["terminal"]:
                 console_socket = ConsoleSocket(self._console_path())
             try:
@@ -501,7 +507,7 @@ class Service:
 
     def op_exec(self, args: dict[str, Any]) -> dict[str, Any]:
         exec_id = _str(args, "exec_id")
-        if not _EXEC_ID.fullmatch(exec_id):
+        if not _valid_exec_id(exec_id):
             raise Failure("invalid_argument", f"exec id {exec_id!r} is not valid")
         init = self._init()
         if init.status not in (CREATED, RUNNING):
@@ -645,7 +651,7 @@ class Service:
         path = self._file("resources") + ".json"
         try:
             with open(path, "w") as f:
-                json.dump(resources, f)
+                f.write(_cjson.dumps(resources))
             self._runtime().update(self.id, path)
         finally:
             try:
@@ -695,7 +701,7 @@ class Service:
             if p.status == PAUSED:
                 self._best_effort(self.runtime.resume)
             if self.kill_all_on_exit:
-                self._best_effort(lambda id: self.runtime.kill(id, signal.SIGKILL, True) if self.runtime else None)
+                self._best_effort(lambda id: self.runtime.kill(id, _signal.SIGKILL, True) if self.runtime else None)
         p.status = STOPPED
         p.exit_status, p.exited_at = code, now
         if p.console is not None and p.console.output is not None:

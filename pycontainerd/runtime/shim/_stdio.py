@@ -26,12 +26,13 @@ which in turn blocks the process, never the shim).
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
 import select
-import socket
 import stat
 import struct
+import sys
 import termios
 
 from ._loop import IN, OUT, Loop
@@ -230,7 +231,7 @@ class ConsoleSocket:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             self.sock.bind(path)
             self.sock.listen(1)
@@ -244,10 +245,21 @@ class ConsoleSocket:
         p.register(self.sock, select.POLLIN)
         if not p.poll(timeout * 1000):
             raise OSError(110, "the runtime sent no pty master")
-        conn, _ = self.sock.accept()
-        with conn:
+        fd, _ = self.sock._accept()  # type: ignore[attr-defined]  # _socket's accept: an fd
+        conn = _socket.socket(fileno=fd)
+        try:
             conn.settimeout(timeout)
-            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+            _, ancillary, _, _ = conn.recvmsg(4096, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC)
+        finally:
+            conn.close()
+        fds = [
+            int.from_bytes(data[i : i + 4], sys.byteorder, signed=True)
+            for level, kind, data in ancillary
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+            for i in range(0, len(data) - 3, 4)
+        ]
+        for extra in fds[1:]:
+            os.close(extra)
         if not fds:
             raise OSError(71, "the runtime sent no pty master")
         return fds[0]

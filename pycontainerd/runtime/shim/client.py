@@ -56,6 +56,7 @@ from ...errors import (
 from ...mount import Mount, unmount_all
 from ...tasks import IO, NO_IO, Exit, Process, Status
 from . import protocol
+from .spawn import ForkServer, shim_args, start_shim
 
 __all__ = ["SOCKET_DIR", "ShimClient", "cleanup", "socket_path"]
 
@@ -81,9 +82,6 @@ _STATUS = {
     "pausing": Status.PAUSING,
     "stopped": Status.STOPPED,
 }
-# The shim starts with no site-packages processing: only the stdlib and this package are on its path.
-_BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from pycontainerd.runtime.shim._main import main; main()"
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def socket_path(bundle: Path) -> str:
@@ -144,29 +142,15 @@ class ShimClient:
         socket: str | None = None,
         python: str = sys.executable,
         timeout: float = 10.0,
+        forkserver: ForkServer | None = None,
     ) -> ShimClient:
-        """Start a shim for ``bundle`` (its own session, surviving us) and connect to it."""
+        """Start a shim for ``bundle`` (its own session, surviving us) and connect to it.
+
+        With ``forkserver`` the shim is forked from it when it can be (see :mod:`.spawn`).
+        """
         bundle = Path(bundle).resolve()
-        path = socket or socket_path(bundle)
-        argv = [python, "-I", "-S", "-c", _BOOT, _PACKAGE_ROOT]
-        argv += ["--bundle", str(bundle), "--namespace", namespace, "--id", id, "--socket", path]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            _, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise Unavailable(f"shim for {bundle}: no answer within {timeout}s") from None
-        if proc.returncode != 0:
-            message = err.decode(errors="replace").strip().splitlines()
-            raise Unavailable(f"shim for {bundle} failed to start: {message[-1] if message else proc.returncode}")
+        args = shim_args(bundle, namespace, id, socket or socket_path(bundle))
+        await start_shim(args, str(bundle), python=python, timeout=timeout, forkserver=forkserver)
         return await cls.connect(bundle, timeout=timeout)
 
     @classmethod

@@ -25,6 +25,7 @@ from ...mount import Mount
 from ...tasks import IO, Exit, Process
 from ...tasks.manager import Launcher, Shim, ShimEvent
 from .client import ShimClient, cleanup
+from .spawn import ForkServer
 
 __all__ = ["ShimLauncher", "TaskShim", "to_event", "to_metrics"]
 
@@ -144,10 +145,22 @@ class TaskShim:
 
 
 class ShimLauncher:
-    """The task manager's ``Launcher``: our shim, started, found again, or cleaned up after."""
+    """The task manager's ``Launcher``: our shim, started, found again, or cleaned up after.
+
+    Shims are forked from one fork server the launcher starts with the first
+    task (see :mod:`.spawn`); ``forks=False`` starts each from scratch.
+    """
+
+    def __init__(self, *, forks: bool = True) -> None:
+        self.forkserver = ForkServer() if forks else None
 
     async def start(self, bundle: Path, namespace: str, id: str) -> TaskShim:
-        return TaskShim(await ShimClient.spawn(bundle, namespace, id))
+        return TaskShim(await ShimClient.spawn(bundle, namespace, id, forkserver=self.forkserver))
+
+    async def close(self) -> None:
+        """Stop the fork server; the shims carry on."""
+        if self.forkserver is not None:
+            await self.forkserver.close()
 
     async def connect(self, bundle: Path) -> TaskShim:
         return TaskShim(await ShimClient.connect(bundle))

@@ -26,14 +26,15 @@ that reconnects gets exactly the events nobody acknowledged.
 connection that sends a malformed or oversized frame: the peer is
 trusted, but not to be bug-free.
 
-This module imports only the standard library's json and struct: the shim
-loads it at start-up.
+This module imports only ``_cjson`` (the standard library's C JSON codec
+without the ``json`` package) and ``struct``: the shim loads it at start-up.
 """
 
 from __future__ import annotations
 
-import json
 import struct
+
+from . import _cjson
 
 TYPE_CHECKING = False  # typing costs the shim milliseconds at start-up; only the checker needs it
 if TYPE_CHECKING:
@@ -102,13 +103,12 @@ class ProtocolError(ValueError):
     """A frame or message that breaks the protocol; the connection carrying it is dropped."""
 
 
-def _reject_constant(name: str) -> Any:
-    raise ProtocolError(f"JSON constant {name} is not allowed")
-
-
 def encode(message: Mapping[str, Any], limit: int = MAX_FRAME) -> bytes:
     """One frame holding ``message``."""
-    payload = json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    try:
+        payload = _cjson.dumps(message).encode()
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ProtocolError(f"message is not JSON: {e}") from None
     if len(payload) > limit:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds the {limit}-byte limit")
     return _HEADER.pack(len(payload)) + payload
@@ -145,7 +145,7 @@ class Decoder:
 
 def _decode(payload: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(payload, parse_constant=_reject_constant)
+        value = _cjson.loads(payload)
     except (ValueError, RecursionError) as e:
         raise ProtocolError(f"payload is not JSON: {e}") from None
     if not isinstance(value, dict):
