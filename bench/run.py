@@ -381,6 +381,7 @@ def bench_unpack(b: Bench, data: Path) -> None:
 
 def bench_runtime(b: Bench, data: Path) -> None:
     runs, count, many = b.args.runtime_runs, b.args.shims, b.args.concurrent
+    first = b.metric("run_rm_first", "first `ctr run --rm` of busybox `true` after start", "ms", decimals=0)
     latency = b.metric(
         "run_rm",
         f"`ctr run --rm` of busybox `true` (median of {runs})",
@@ -391,13 +392,8 @@ def bench_runtime(b: Bench, data: Path) -> None:
     )
     rss = b.metric("shim_rss", f"RSS per shim, {count} containers running (mean)", "MiB", target=1.0, decimals=2)
     pss = b.metric("shim_pss", f"PSS per shim, {count} containers running (mean)", "MiB", target=1.0, decimals=2)
-    started = b.metric(
-        "many_start",
-        f"{many} x `ctr run -d` at once (median of {b.args.concurrent_runs})",
-        "s",
-        summary="median",
-        decimals=2,
-    )
+    rounds = f"median of {b.args.concurrent_runs}"
+    started = b.metric("many_start", f"{many} x `ctr run -d` at once ({rounds})", "s", summary="median", decimals=2)
     removed = b.metric(
         "many_rm",
         f"then `ctr tasks rm -f` + `ctr containers rm` of all {many} at once",
@@ -407,22 +403,22 @@ def bench_runtime(b: Bench, data: Path) -> None:
     )
     total = b.metric(
         "many_total",
-        f"{many} containers started at once, then removed: total",
+        f"{many} containers started at once, then removed: total ({rounds})",
         "s",
         summary="median",
         target=1.0,
         decimals=2,
     )
-    rows = (latency, rss, pss, started, removed, total)
     sites = {name: runtime.Site.of(d) for name, d in b.running.items()}
     try:
         tar = runtime.build_image(data)
         for name in b.healthy():
             try:
                 runtime.import_image(sites[name], tar)
-                runtime.run_rm(sites[name], f"warm-{name}")  # the first run pays for cold caches
+                # The first run pays for cold caches (and pycontainerd's for starting its fork server).
+                first.add(name, runtime.run_rm(sites[name], f"first-{name}") * 1000)
             except FAILURES as exc:
-                for m in rows:
+                for m in (first, latency, rss, pss, started, removed, total):
                     m.fail(name, f"setup failed: {describe(exc)}")
                 log(f"{name}: runtime setup failed: {describe(exc)}")
 
@@ -431,40 +427,34 @@ def bench_runtime(b: Bench, data: Path) -> None:
 
         b.repeat(latency, runs, one_run)
         for name in b.healthy(rss):
-            site = sites[name]
-            ids = [f"mem-{name}-{i}" for i in range(count)]
             try:
-                runtime.start_many(site, ids)
-                runtime.wait_for_shims(site, count)
-                time.sleep(1.0)  # let start-up garbage settle
-                taken = runtime.shim_memory(site)
-                runtime.remove_many(site, ids)
-                runtime.wait_for_shims(site, 0)
+                taken = runtime.memory_with(sites[name], count)
             except FAILURES as exc:
                 rss.fail(name, describe(exc))
                 pss.fail(name, describe(exc))
                 log(f"{name}: shim memory: {describe(exc)}")
-                runtime.reap(site, b.running[name].alive())
+                runtime.reap(sites[name], b.running[name].alive())
                 continue
             per_rss, per_pss = taken.per_shim()
             rss.add(name, per_rss / 1024)
             pss.add(name, per_pss / 1024)
             b.extra.setdefault(name, {})["shim_memory"] = taken.as_json()
             for pid, (helper_rss, helper_pss) in taken.helpers.items():
-                text = f"includes the fork server (pid {pid}: RSS {helper_rss / 1024:.1f}, PSS {helper_pss / 1024:.1f} MiB) split among the {count} shims"
+                text = (
+                    f"includes the fork server (pid {pid}: RSS {helper_rss / 1024:.1f}, PSS {helper_pss / 1024:.1f} MiB)"
+                    f" split among the {count} shims"
+                )
                 rss.note(name, text)
-            log(f"{name}: per shim: RSS {rss.samples[name][-1]:.1f} MiB, PSS {pss.samples[name][-1]:.1f} MiB")
+                pss.note(name, text)
+            if others := taken.others:
+                pss.note(
+                    name, f"{others} other processes run the shim's executable here; PSS splits its pages with them"
+                )
+            log(f"{name}: per shim: RSS {per_rss / 1024:.2f} MiB, PSS {per_pss / 1024:.2f} MiB")
 
         def at_once(name: str) -> float:
-            site = sites[name]
             ids = [f"many-{name}-{len(total.samples.get(name, []))}-{i}" for i in range(many)]
-            try:
-                up = runtime.start_many(site, ids)
-                down = runtime.remove_many(site, ids)
-                runtime.wait_for_shims(site, 0)
-            except BaseException:
-                runtime.reap(site, b.running[name].alive())
-                raise
+            up, down = runtime.many_at_once(sites[name], ids)
             started.add(name, up)
             removed.add(name, down)
             return up + down

@@ -11,9 +11,9 @@ through Debian's ``ctr`` so both daemons get the very same requests:
   ``python … pycontainerd.runtime.shim``), the shim alone, not the container;
   pycontainerd's fork server, which every shim is forked from, is counted
   in, its share split among the shims;
-* :func:`start_many` / :func:`remove_many` — ``ctr run -d`` of many
-  containers in parallel, then ``ctr tasks rm -f`` and ``ctr containers rm``
-  of all of them in parallel.
+* :func:`many_at_once` — ``ctr run -d`` of many containers in parallel,
+  then ``ctr tasks rm -f`` and ``ctr containers rm`` of all of them in
+  parallel.
 
 The image is Debian's static busybox as a one-layer OCI image (built by
 ``tests/ocibuild.py``, imported with ``ctr images import``); it has no
@@ -131,12 +131,28 @@ def _parallel(fn: Callable[[Site, str], float], site: Site, ids: Sequence[str]) 
     return time.perf_counter() - started
 
 
-def start_many(site: Site, ids: Sequence[str]) -> float:
-    return _parallel(start, site, ids)
+def many_at_once(site: Site, ids: Sequence[str]) -> tuple[float, float]:
+    """Seconds to start every container at once, then to remove them all at once; reaped if it fails."""
+    try:
+        up = _parallel(start, site, ids)
+        down = _parallel(remove, site, ids)
+        wait_for_shims(site, 0)
+    except BaseException:
+        reap(site, daemon_alive=True)
+        raise
+    return up, down
 
 
-def remove_many(site: Site, ids: Sequence[str]) -> float:
-    return _parallel(remove, site, ids)
+def memory_with(site: Site, count: int, settle: float = 1.0) -> ShimMemory:
+    """The shims' memory with ``count`` containers running, ``settle`` seconds after the last started."""
+    ids = [f"mem-{site.name}-{i}" for i in range(count)]
+    _parallel(start, site, ids)
+    wait_for_shims(site, count)
+    time.sleep(settle)
+    taken = shim_memory(site)
+    _parallel(remove, site, ids)
+    wait_for_shims(site, 0)
+    return taken
 
 
 def _argv(pid: int) -> list[bytes]:
@@ -182,6 +198,8 @@ class ShimMemory:
 
     shims: dict[int, tuple[int, int]]
     helpers: dict[int, tuple[int, int]]
+    others: int = 0
+    """Other processes running the shims' executable: they take a share of its pages' PSS."""
 
     def per_shim(self) -> tuple[float, float]:
         """(RSS, PSS) per shim in KiB, the helpers' share included."""
@@ -212,7 +230,8 @@ def shim_memory(site: Site) -> ShimMemory:
                 into[pid] = sample
     if not taken.shims:
         raise BenchmarkError(f"{site.name}: no shim found")
-    return taken
+    others = memory.same_executable(next(iter(taken.shims))) - (len(taken.shims) - 1) - len(taken.helpers)
+    return ShimMemory(taken.shims, taken.helpers, max(0, others))
 
 
 def wait_for_shims(site: Site, count: int, timeout: float = 10.0) -> None:
