@@ -39,7 +39,7 @@ from ..transfer import FetchOptions, Progress, ProgressFunc, PushOptions
 from ..transfer import pull as local_pull
 from ..transfer import push as local_push
 from ..transfer.progress import ref_key
-from ..unpack import UnpackResult
+from ..unpack import UnpackResult, UnpackTarget
 from ..unpack import unpack as run_unpack
 from ._rpc import Connection, translated
 
@@ -226,10 +226,14 @@ def pull(
     opts = FetchOptions(matcher=matcher, all_metadata=all_metadata, labels=labels or {})
     report = progress or _ignore
     with registry.resolver() as resolver, client.lease() as leased:
-        image = local_pull(resolver, name, leased.content, leased.images, opts, progress=report, name=name)
-        if unpack:
-            unpack_image(leased, image, wanted[0] if wanted else None, snapshotter, report)
-        return image
+        targets = []
+        if unpack:  # layers unpacked as they arrive, through the daemon's Snapshots and Diff services
+            sn = snapshotter or leased.default_snapshotter()
+            only = platforms.only(wanted[0]) if wanted else None
+            targets.append(UnpackTarget(leased.snapshotter(sn), sn, ProxyDiffer(leased.connection), only))
+        return local_pull(
+            resolver, name, leased.content, leased.images, opts, progress=report, name=name, unpack=targets
+        )
 
 
 def unpack_image(

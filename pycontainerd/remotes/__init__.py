@@ -28,6 +28,10 @@ class ReadStream(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None:
+        """From another thread: make a read blocked in this stream return now, or fail; it is still closed after."""
+        ...
+
     def __enter__(self) -> ReadStream: ...
 
     def __exit__(

@@ -33,8 +33,7 @@ from ..metadata import DB
 from ..remotes.docker import DockerResolver, HostOptions
 from ..streaming import Manager, Stream
 from ..transfer import FetchOptions, Progress, PushOptions, pull, push
-from ..transfer.progress import ref_key
-from ..unpack import unpack
+from ..unpack import UnpackTarget
 from .rpc import guarded, namespace_and_lease, offload
 
 __all__ = ["TransferService"]
@@ -202,7 +201,12 @@ class TransferService(pb_grpc.TransferServicer):
         def work() -> None:
             with resolver, self._lease(namespace, lease) as held:
                 content = self._db.content(namespace, held)
-                image = pull(
+                targets = [
+                    UnpackTarget(self._db.snapshotter(sn_name, namespace, held), sn_name, LocalDiffer(content), matcher)
+                    for sn_name, matcher in unpacks
+                ]
+                # Layers are unpacked as they arrive; the image is recorded once all is done.
+                pull(
                     resolver,
                     src.reference,
                     content,
@@ -211,17 +215,8 @@ class TransferService(pb_grpc.TransferServicer):
                     progress=progress,
                     cancel=cancel,
                     name=dst.name,
+                    unpack=targets,
                 )
-                for sn_name, matcher in unpacks:
-                    unpack(
-                        content,
-                        self._db.snapshotter(sn_name, namespace, held),
-                        sn_name,
-                        LocalDiffer(content),
-                        image.target,
-                        matcher=matcher,
-                        progress=lambda e: progress(Progress(event=e.state, name=ref_key(e.layer), desc=e.layer)),
-                    )
 
         return work
 

@@ -9,15 +9,21 @@ their children, so garbage collection keeps exactly what the image needs.
 Layers stream into resumable ingests named by :func:`ref_key`; a pull that
 was interrupted resumes from the offset each ingest reached.
 
+A pull can unpack as it goes (:class:`~pycontainerd.unpack.Unpacker`): each
+blob is announced once it is in the store, and layers are applied while
+later ones are still downloading; the image record is written once both the
+fetch and the unpacks have succeeded, as containerd's pull does.
+
 The same code runs in the daemon (server-side pull, over the local store)
 and in clients (over the Content API), as containerd's does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -32,12 +38,14 @@ from ..images import mediatypes as mt
 from ..images.manifest import MAX_MANIFEST_SIZE
 from ..reference import parse as parse_reference
 from ..remotes import Fetcher, ReadStream, Resolver
+from ..unpack import Unpacker, UnpackTarget
 from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
 
 __all__ = ["FetchOptions", "distribution_source_label", "fetch", "pull", "source_host"]
 
 SOURCE_LABEL_PREFIX = "containerd.io/distribution.source."
 COPY_BUFFER = 1 << 20
+CANCEL_POLL = 0.1  # seconds between looks at the cancel event while blobs download
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class _Fetch:
         opts: FetchOptions,
         progress: ProgressFunc,
         cancel: threading.Event,
+        stored: Callable[[Descriptor], None] | None = None,
     ) -> None:
         self.name = name
         self.fetcher = fetcher
@@ -94,6 +103,9 @@ class _Fetch:
         self.opts = opts
         self.progress = progress
         self.cancel = cancel
+        self.stored = stored or _ignore_descriptor
+        self._streams: set[ReadStream] = set()
+        self._streams_lock = threading.Lock()
         self.source_key, self.source_repo = distribution_source_label(name)
 
     # -- the walk ---------------------------------------------------------
@@ -104,7 +116,9 @@ class _Fetch:
             pending: set[Future[list[tuple[Descriptor, bool, str]]]] = {pool.submit(self.handle, root, True, self.name)}
             try:
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, pending = wait(pending, timeout=CANCEL_POLL, return_when=FIRST_COMPLETED)
+                    if self.cancel.is_set():
+                        self.abort_streams()
                     for f in done:
                         for child, wanted, parent in f.result():
                             if child.digest in seen:
@@ -116,20 +130,48 @@ class _Fetch:
                 self.cancel.set()
                 for f in pending:
                     f.cancel()
+                self.abort_streams()
                 raise
+
+    @contextlib.contextmanager
+    def open_stream(self, desc: Descriptor, offset: int = 0) -> Iterator[ReadStream]:
+        """The remote's stream of ``desc``, aborted by :meth:`abort_streams` if the fetch is canceled meanwhile."""
+        with self.fetcher.fetch(desc, offset) as stream:
+            with self._streams_lock:
+                self._streams.add(stream)
+            try:
+                yield stream
+            finally:
+                with self._streams_lock:
+                    self._streams.discard(stream)
+
+    def abort_streams(self) -> None:
+        """Wake the workers blocked reading a stream, so a canceled fetch ends now rather than after the read."""
+        with self._streams_lock:
+            for stream in self._streams:
+                stream.abort()
 
     def handle(self, desc: Descriptor, wanted: bool, parent: str) -> list[tuple[Descriptor, bool, str]]:
         """Fetch one blob; return the children to fetch next, each with whether its platform is wanted."""
+        try:
+            return self.handle_one(desc, wanted, parent)
+        except Exception:
+            self.check_canceled()  # a stream aborted by a cancel fails somehow: say it was canceled
+            raise
+
+    def handle_one(self, desc: Descriptor, wanted: bool, parent: str) -> list[tuple[Descriptor, bool, str]]:
         self.check_canceled()
         m = desc.media_type
         if mt.is_schema1(m):
             raise NotImplementedYet(f"{self.name}: Docker schema 1 manifests are not supported ({m})")
         if not (mt.is_index(m) or mt.is_manifest(m)):
             self.fetch_blob(desc, parent)
+            self.stored(desc)
             return []
         data = self.fetch_document(desc, parent)
         children = walk.children(desc, data)
         self.commit_document(desc, data, walk.child_gc_labels(desc, children))
+        self.stored(desc)
         me = ref_key(desc)
         if mt.is_index(m):
             if self.opts.all_metadata:
@@ -177,7 +219,7 @@ class _Fetch:
                 self.report("already exists", desc, desc.size, parent)
                 return read_blob(self.store, desc.digest)
         self.report("downloading", desc, 0, parent)
-        with self.fetcher.fetch(desc) as stream:
+        with self.open_stream(desc) as stream:
             data = _read_at_most(stream, desc.size + 1)
         verify(self.name, desc, data)
         self.report("complete", desc, desc.size, parent)
@@ -225,7 +267,7 @@ class _Fetch:
             throttle = Throttle()
             self.report("downloading", desc, offset, parent)
             if offset < desc.size:
-                with self.fetcher.fetch(desc, offset) as stream:
+                with self.open_stream(desc, offset) as stream:
                     buf = bytearray(min(COPY_BUFFER, max(desc.size - offset, 1)))
                     view = memoryview(buf)
                     while offset < desc.size:
@@ -280,6 +322,21 @@ def verify(name: str, desc: Descriptor, data: bytes) -> None:
         raise InvalidArgument(f"{name}: content of {desc.digest} does not match its digest")
 
 
+def _ignore_descriptor(_: Descriptor) -> None:
+    pass
+
+
+def _resolve(resolver: Resolver, ref: str, progress: ProgressFunc) -> tuple[str, Descriptor]:
+    progress(Progress(event=f"Resolving from {ref}"))
+    name, root = resolver.resolve(ref)
+    if mt.is_schema1(root.media_type):
+        raise NotImplementedYet(f"{name}: Docker schema 1 manifests are not supported ({root.media_type})")
+    if not (mt.is_index(root.media_type) or mt.is_manifest(root.media_type)):
+        raise InvalidArgument(f"{name}: unexpected media type {root.media_type!r} for an image")
+    progress(Progress(event=f"Pulling from {name}"))
+    return name, replace(root, annotations=dict(root.annotations))
+
+
 def fetch(
     resolver: Resolver,
     ref: str,
@@ -295,17 +352,11 @@ def fetch(
     until then nothing keeps the fetched blobs from garbage collection.
     """
     opts = opts or FetchOptions()
-    progress(Progress(event=f"Resolving from {ref}"))
-    name, root = resolver.resolve(ref)
-    if mt.is_schema1(root.media_type):
-        raise NotImplementedYet(f"{name}: Docker schema 1 manifests are not supported ({root.media_type})")
-    if not (mt.is_index(root.media_type) or mt.is_manifest(root.media_type)):
-        raise InvalidArgument(f"{name}: unexpected media type {root.media_type!r} for an image")
-    progress(Progress(event=f"Pulling from {name}"))
+    name, root = _resolve(resolver, ref, progress)
     _Fetch(name, resolver.fetcher(name), store, opts=opts, progress=progress, cancel=cancel or threading.Event()).run(
         root
     )
-    return name, replace(root, annotations=dict(root.annotations))
+    return name, root
 
 
 def pull(
@@ -318,12 +369,49 @@ def pull(
     progress: ProgressFunc = discard,
     cancel: threading.Event | None = None,
     name: str = "",
+    unpack: Sequence[UnpackTarget] = (),
 ) -> Image:
-    """Fetch ``ref`` and create or update the image record ``name`` (default: the resolved name)."""
+    """Fetch ``ref``, unpack it into each of ``unpack`` meanwhile, and create or update the image record ``name``.
+
+    ``name`` defaults to the resolved name.  The record is written only once
+    everything succeeded; run the pull under a lease, which holds what a
+    failure leaves (blobs, snapshots) until it is released.  An unpack that
+    fails stops the fetch, and its error is the one raised.
+    """
     opts = opts or FetchOptions()
-    resolved, root = fetch(resolver, ref, store, opts, progress=progress, cancel=cancel)
+    cancel = cancel or threading.Event()
+    resolved, root = _resolve(resolver, ref, progress)
+    walk = _Fetch(resolved, resolver.fetcher(resolved), store, opts=opts, progress=progress, cancel=cancel)
+    if unpack:
+        _fetch_unpacking(walk, root, unpack)
+    else:
+        walk.run(root)
     image = Image(name=name or resolved, target=root, labels=dict(opts.labels))
     saved = save(images, image)
     progress(Progress(event="saved", name=saved.name, desc=root))
     progress(Progress(event=f"Completed pull from {resolved}"))
     return saved
+
+
+def _fetch_unpacking(walk: _Fetch, root: Descriptor, targets: Sequence[UnpackTarget]) -> None:
+    """Run ``walk`` with an :class:`Unpacker` following it; raise the failure that came first."""
+    report = walk.progress
+    unpacker = Unpacker(
+        walk.store,
+        root,
+        targets,
+        cancel=walk.cancel,
+        progress=lambda e: report(Progress(event=e.state, name=ref_key(e.layer), desc=e.layer)),
+    )
+    walk.stored = unpacker.stored
+    try:
+        walk.run(root)
+    except BaseException:
+        unpacker.fetch_ended(False)
+        unpacker.join()
+        cause = unpacker.cause()
+        if cause is not None:
+            raise cause from None  # the fetch stopped because an unpack failed
+        raise
+    unpacker.fetch_ended(True)
+    unpacker.wait()

@@ -10,10 +10,14 @@ containerd.  Afterwards the layer blobs carry their diff ids
 (``containerd.io/uncompressed``) and the config points the collector at the
 top snapshot (``containerd.io/gc.ref.snapshot.<snapshotter>``); the caller
 holds a lease meanwhile, so nothing half-made outlives a failure.
+
+:class:`Unpacker` runs the same unpack while a fetch is still filling the
+content store, applying each layer as soon as the fetch has stored it.
 """
 
 from __future__ import annotations
 
+from ._concurrent import Unpacker, UnpackTarget
 from ._unpack import LayerEvent, UnpackResult, unpack
 
-__all__ = ["LayerEvent", "UnpackResult", "unpack"]
+__all__ = ["LayerEvent", "UnpackResult", "UnpackTarget", "Unpacker", "unpack"]

@@ -1,16 +1,4 @@
-"""Unpacking images into snapshots: each layer applied once, under its chain id, and shared.
-
-For the manifest a platform selects, each layer becomes a committed
-snapshot named by its chain id, on top of the one below.  Layers whose
-snapshot exists already (another image shares them) are skipped.  A layer
-is applied into an active snapshot keyed ``extract-<unique> <chain id>``
-and labelled ``containerd.io/snapshot.ref=<chain id>``, so two unpacks
-racing for the same layer end with one snapshot and no error, as in
-containerd.  Afterwards the layer blobs carry their diff ids
-(``containerd.io/uncompressed``) and the config points the collector at the
-top snapshot (``containerd.io/gc.ref.snapshot.<snapshotter>``); the caller
-holds a lease meanwhile, so nothing half-made outlives a failure.
-"""
+"""One image unpacked into a snapshotter, after its content is all in the store; see the package."""
 
 from __future__ import annotations
 
@@ -31,12 +19,12 @@ from ..images.manifest import MAX_CONFIG_SIZE, parse_config
 from ..images.walk import manifest_for
 from ..snapshots import LABEL_SNAPSHOT_REF, UNPACK_KEY_PREFIX, Snapshotter, exists
 
-__all__ = ["LayerEvent", "UnpackResult", "unpack"]
+__all__ = ["LABEL_GC_SNAPSHOT", "LayerEvent", "UnpackContent", "UnpackResult", "unpack"]
 
 LABEL_GC_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 
 
-class _Content(Provider, Manager, Protocol):
+class UnpackContent(Provider, Manager, Protocol):
     """The content roles an unpack needs: reading blobs, and labelling them."""
 
 
@@ -64,7 +52,7 @@ def _key(chain_id: str) -> str:
 
 
 def unpack(
-    content: _Content,
+    content: UnpackContent,
     snapshotter: Snapshotter,
     snapshotter_name: str,
     applier: Applier,
@@ -72,8 +60,13 @@ def unpack(
     *,
     matcher: platforms.Matcher | None = None,
     progress: Callable[[LayerEvent], None] | None = None,
+    fetched: Callable[[Descriptor], None] | None = None,
 ) -> UnpackResult:
-    """Unpack the image ``target`` (an index or manifest) for the platform ``matcher`` accepts (default: this host)."""
+    """Unpack the image ``target`` (an index or manifest) for the platform ``matcher`` accepts (default: this host).
+
+    ``fetched(layer)`` is called before a layer is applied, and may block
+    until its blob is in the store (:class:`Unpacker` waits for the fetch there).
+    """
     matcher = matcher or platforms.default_matcher()
     _, manifest = manifest_for(content, target, matcher)
     if manifest.config.size > MAX_CONFIG_SIZE:
@@ -90,8 +83,11 @@ def unpack(
     for layer, diff_id, chain in zip(manifest.layers, config.diff_ids, chains, strict=True):
         if exists(snapshotter, chain):
             report(LayerEvent(layer, chain, "already unpacked"))
-        elif _apply_one(snapshotter, applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report):
-            applied += 1
+        else:
+            if fetched is not None:
+                fetched(layer)
+            if _apply_one(snapshotter, applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report):
+                applied += 1
         ensure_labels(content, layer.digest, {LABEL_UNCOMPRESSED: diff_id})
         parent = chain
     if chains:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import socket
 from collections.abc import Callable, Sequence
 from http.client import HTTPException
 from types import TracebackType
@@ -95,6 +97,14 @@ class _Response:
         if isinstance(e, TimeoutError | ReadTimeoutError) or "timed out" in str(e).lower():
             return DeadlineExceeded(f"{self._what}: {self._host} stopped sending for {self._timeout:g} s")
         return Unavailable(f"{self._what}: connection to {self._host} broke: {e}")
+
+    def abort(self) -> None:
+        # shutdown() wakes a recv blocked in another thread, where close() would not; the base class's,
+        # because a TLS socket's own would drop its SSL object under the reader.
+        sock = getattr(getattr(self._resp, "connection", None), "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def close(self) -> None:
         if self._resp is None:
