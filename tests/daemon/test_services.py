@@ -42,6 +42,8 @@ PLUGINS = [
     ("io.containerd.streaming.v1", "manager"),
     ("io.containerd.grpc.v1", "streaming"),
     ("io.containerd.grpc.v1", "transfer"),
+    ("io.containerd.runtime.v2", "task"),
+    ("io.containerd.grpc.v1", "tasks"),
     ("io.containerd.grpc.v1", "version"),
     ("io.containerd.grpc.v1", "healthcheck"),
     ("io.containerd.grpc.v1", "introspection"),
