@@ -72,7 +72,11 @@ def test_packages_on_the_shim_path_import_nothing(name: str) -> None:
 
 
 def test_exports() -> None:
-    for name in ("pycontainerd.runtime.shim.client", "pycontainerd.runtime.shim.protocol"):
+    for name in (
+        "pycontainerd.runtime.shim.client",
+        "pycontainerd.runtime.shim.protocol",
+        "pycontainerd.runtime.shim.spawn",
+    ):
         module = importlib.import_module(name)
         assert all(hasattr(module, attr) for attr in module.__all__)
     assert protocol.VERSION == 1
