@@ -3,31 +3,29 @@
 The daemon does the transfer when it can (see :mod:`pycontainerd.client`);
 this module turns its progress events into a display: on a terminal, one
 rich progress row per blob with its state, bytes and speed; otherwise one
-plain line each time a blob changes state, so logs stay readable.
+plain line each time a blob changes state, so logs stay readable.  Archives,
+rich and the registry client are imported by the commands that use them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import os
-import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import platforms
-from ..archive import ExportOptions, ImportOptions, export, import_archive
-from ..client import Client, Credentials, RegistryOptions
 from ..errors import InvalidArgument
 from ..reference import parse_normalized
-from ..remotes.docker import credentials_from_docker_config
-from ..transfer import Progress, ProgressFunc
 from ._common import human_size, parse_labels, report, subcommand
+
+if TYPE_CHECKING:
+    from ..client import Client, Credentials, RegistryOptions
+    from ..transfer import Progress, ProgressFunc
 
 __all__ = ["add_archive_commands", "add_content_commands", "add_image_commands"]
 
@@ -106,6 +104,8 @@ def _short(name: str) -> str:
 
 def _credentials(args: argparse.Namespace) -> Credentials | None:
     """``--user`` for every host, else the Docker CLI's config file."""
+    from ..remotes.docker import credentials_from_docker_config
+
     if args.user:
         user, sep, password = args.user.partition(":")
         if not user:
@@ -113,12 +113,16 @@ def _credentials(args: argparse.Namespace) -> Credentials | None:
         if not sep:
             if not sys.stdin.isatty():
                 raise InvalidArgument("--user without a password needs a terminal to ask for it")
+            import getpass
+
             password = getpass.getpass(f"Password for {user}: ")
         return lambda host: (user, password)
     return credentials_from_docker_config()
 
 
 def _registry(args: argparse.Namespace) -> RegistryOptions:
+    from ..client import RegistryOptions
+
     return RegistryOptions(plain_http=args.plain_http, credentials=_credentials(args), hosts_dir=args.hosts_dir)
 
 
@@ -182,6 +186,10 @@ def _push(client: Client, args: argparse.Namespace) -> int:
 
 def _export(client: Client, args: argparse.Namespace) -> int:
     """Write images to a tar file, replacing FILE only once the archive is complete."""
+    import tempfile
+
+    from ..archive import ExportOptions, export
+
     if args.all_platforms and args.platform:
         raise InvalidArgument("--platform and --all-platforms cannot be used together")
     ps = _platforms(args)
@@ -215,6 +223,11 @@ def _export(client: Client, args: argparse.Namespace) -> int:
 
 def _import(client: Client, args: argparse.Namespace) -> int:
     """Read images from an OCI layout or Docker archive (``-``: stdin) and record them."""
+    import shutil
+    import tempfile
+
+    from ..archive import ImportOptions, import_archive
+
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(_display(args.quiet))
         opts = ImportOptions(

@@ -11,13 +11,15 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import platforms
-from ..client import Client
-from ..content import Provider
 from ..errors import AlreadyExists, ContainerdError
-from ..images import Descriptor, Image, walk
+from ..images import Descriptor, Image
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..content import Provider
 from ._common import for_each, format_labels, group, human_bytes, parse_labels, print_table, subcommand
 from ._distribution import add_archive_commands, add_image_commands
 from ._unpack import add_unpack_commands
@@ -25,11 +27,15 @@ from ._unpack import add_unpack_commands
 
 def image_size(store: Provider, target: Descriptor) -> int:
     """Bytes of everything the image needs on this host: ctr's SIZE column."""
+    from ..images import walk
+
     return walk.image_size(store, target, platforms.default_matcher())
 
 
 def image_platforms(store: Provider, target: Descriptor) -> list[str]:
     """The platforms an index lists, or the one a single manifest's config names."""
+    from ..images import walk
+
     return [platforms.format(p) for p in walk.image_platforms(store, target)]
 
 
@@ -97,6 +103,8 @@ def _tag(client: Client, args: argparse.Namespace) -> int:
 
 def _check(client: Client, args: argparse.Namespace) -> int:
     """Whether each image's content for this host (or ``--platform``) is all here; exit 1 if any is not."""
+    from ..images import walk
+
     matcher = platforms.ordered(*map(platforms.parse, args.platform)) if args.platform else platforms.default_matcher()
     store = client.content
     rows, incomplete = [], 0

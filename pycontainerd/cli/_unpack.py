@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import platforms
-from ..client import Client
 from ..errors import InvalidArgument
-from ..mount import is_mountpoint, mount_all, unmount_all
 from ..reference import parse_normalized
-from ..snapshots import exists
 from ._common import gc_root_label, report, subcommand
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 __all__ = ["add_unpack_commands"]
 
@@ -40,6 +40,9 @@ def _unpack(client: Client, args: argparse.Namespace) -> int:
 
 
 def _mount(client: Client, args: argparse.Namespace) -> int:
+    from ..mount import mount_all
+    from ..snapshots import exists
+
     target = os.path.abspath(args.target)
     if not os.path.isdir(target):
         raise InvalidArgument(f"mount target {target}: not a directory")
@@ -60,6 +63,8 @@ def _mount(client: Client, args: argparse.Namespace) -> int:
 
 
 def _unmount(client: Client, args: argparse.Namespace) -> int:
+    from ..mount import is_mountpoint, unmount_all
+
     target = os.path.abspath(args.target)
     if is_mountpoint(target):
         unmount_all(target)

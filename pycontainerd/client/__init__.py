@@ -4,20 +4,27 @@
 ``namespaces`` attributes are the same store interfaces the daemon is built
 from, answered over gRPC.  Errors a server reports arrive as
 :mod:`pycontainerd.errors` classes.
+
+Each name is imported from its module when first used, so a program (pyctr
+above all) loads only the parts of the client it calls.
 """
 
 from __future__ import annotations
 
-from ._cio import Attached, FifoSet, fifo_set_of, new_fifo_set, remove_fifos_of
-from ._client import DEFAULT_TIMEOUT, Client, InitError, PluginInfo
-from ._containers import ContainerStore
-from ._events import EventService
-from ._images import ImageStore
-from ._leases import LeaseManager, expire_label, random_lease_id
-from ._namespaces import NamespaceStore
-from ._rpc import Connection, translated
-from ._tasks import TaskService
-from ._transfer import Credentials, RegistryOptions
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._cio import Attached, FifoSet, fifo_set_of, new_fifo_set, remove_fifos_of
+    from ._client import DEFAULT_TIMEOUT, Client, InitError, PluginInfo
+    from ._containers import ContainerStore
+    from ._events import EventService
+    from ._images import ImageStore
+    from ._leases import LeaseManager, expire_label, random_lease_id
+    from ._namespaces import NamespaceStore
+    from ._rpc import Connection, translated
+    from ._tasks import TaskService
+    from ._transfer import Credentials, RegistryOptions
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -42,3 +49,31 @@ __all__ = [
     "remove_fifos_of",
     "translated",
 ]
+
+# Where each name of __all__ lives (tests/unit/test_exports.py checks the two agree).
+_HOMES = {
+    "_cio": ("Attached", "FifoSet", "fifo_set_of", "new_fifo_set", "remove_fifos_of"),
+    "_client": ("DEFAULT_TIMEOUT", "Client", "InitError", "PluginInfo"),
+    "_containers": ("ContainerStore",),
+    "_events": ("EventService",),
+    "_images": ("ImageStore",),
+    "_leases": ("LeaseManager", "expire_label", "random_lease_id"),
+    "_namespaces": ("NamespaceStore",),
+    "_rpc": ("Connection", "translated"),
+    "_tasks": ("TaskService",),
+    "_transfer": ("Credentials", "RegistryOptions"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,4 +1,8 @@
-"""The client: one channel to a containerd (real or ours), seen through the same stores the daemon uses."""
+"""The client: one channel to a containerd (real or ours), seen through the same stores the daemon uses.
+
+Each service's module is imported when the client first uses it, so a
+short-lived program loads only what it calls.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +19,24 @@ from google.protobuf import empty_pb2
 
 from ..api.services.introspection.v1 import introspection_pb2 as introspection_pb
 from ..api.services.introspection.v1 import introspection_pb2_grpc
-from ..api.services.version.v1 import version_pb2_grpc
-from ..content import proxy as content_proxy
 from ..errors import NotFound
-from ..images import Image
 from ..namespaces import DEFAULT
-from ..platforms import Platform
-from ..snapshots.proxy import ProxySnapshotter
-from ..transfer import ProgressFunc
-from ..unpack import UnpackResult
-from . import _transfer
-from ._containers import ContainerStore
-from ._events import EventService
-from ._images import ImageStore
-from ._leases import LeaseManager
-from ._namespaces import NamespaceStore
 from ._rpc import Connection, dial
-from ._tasks import TaskService
-from ._transfer import RegistryOptions
+
+if TYPE_CHECKING:
+    from ..content.proxy import ContentStore
+    from ..images import Image
+    from ..platforms import Platform
+    from ..snapshots.proxy import ProxySnapshotter
+    from ..transfer import ProgressFunc
+    from ..unpack import UnpackResult
+    from ._containers import ContainerStore
+    from ._events import EventService
+    from ._images import ImageStore
+    from ._leases import LeaseManager
+    from ._namespaces import NamespaceStore
+    from ._tasks import TaskService
+    from ._transfer import RegistryOptions
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "InitError", "PluginInfo"]
 
@@ -173,34 +177,50 @@ class Client:
 
     @property
     def namespaces(self) -> NamespaceStore:
+        from ._namespaces import NamespaceStore
+
         return NamespaceStore(self._conn)
 
     @property
-    def content(self) -> content_proxy.ContentStore:
-        return content_proxy.ContentStore(self._conn)
+    def content(self) -> ContentStore:
+        from ..content.proxy import ContentStore
+
+        return ContentStore(self._conn)
 
     @property
     def images(self) -> ImageStore:
+        from ._images import ImageStore
+
         return ImageStore(self._conn)
 
     @property
     def leases(self) -> LeaseManager:
+        from ._leases import LeaseManager
+
         return LeaseManager(self._conn)
 
     @property
     def containers(self) -> ContainerStore:
+        from ._containers import ContainerStore
+
         return ContainerStore(self._conn)
 
     @property
     def events(self) -> EventService:
+        from ._events import EventService
+
         return EventService(self._conn)
 
     @property
     def tasks(self) -> TaskService:
+        from ._tasks import TaskService
+
         return TaskService(self._conn)
 
     def snapshotter(self, name: str = "") -> ProxySnapshotter:
         """Snapshotter ``name`` (default: the daemon's default) of the daemon, in this client's namespace and lease."""
+        from ..snapshots.proxy import ProxySnapshotter
+
         return ProxySnapshotter(self._conn, name or self.default_snapshotter())
 
     def default_snapshotter(self) -> str:
@@ -216,6 +236,8 @@ class Client:
 
     def version(self) -> tuple[str, str]:
         """The daemon's (version, revision)."""
+        from ..api.services.version.v1 import version_pb2_grpc
+
         resp = self._conn.unary(self._conn.stub(version_pb2_grpc.VersionStub).Version, empty_pb2.Empty())
         return resp.version, resp.revision
 
@@ -253,6 +275,8 @@ class Client:
         it, over the Content, Snapshots and Diff APIs); ``progress`` receives
         the events.  ``snapshotter`` defaults to the daemon's default.
         """
+        from . import _transfer
+
         return _transfer.pull(
             self,
             ref,
@@ -276,6 +300,8 @@ class Client:
         progress: ProgressFunc | None = None,
     ) -> UnpackResult:
         """Unpack an image record (or the one named) into ``snapshotter``, under a lease held meanwhile."""
+        from . import _transfer
+
         record = self.images.get(image) if isinstance(image, str) else image
         with self.lease() as leased:
             return _transfer.unpack_image(leased, record, platform, snapshotter, progress)
@@ -291,6 +317,8 @@ class Client:
         local: bool = False,
     ) -> None:
         """Push the image record ``image`` (default: ``ref``) and all it references to ``ref``."""
+        from . import _transfer
+
         _transfer.push(self, ref, image, platform_list=platforms, registry=registry, progress=progress, local=local)
 
     # Lifetime
@@ -321,7 +349,7 @@ if TYPE_CHECKING:
     ) -> tuple[content.Store, images.Store, leases.Manager, namespaces.Store, containers.Store]:
         """Checked by mypy only: the gRPC stores present the daemon's interfaces."""
         return (
-            content_proxy.ContentStore(conn),
+            ContentStore(conn),
             ImageStore(conn),
             LeaseManager(conn),
             NamespaceStore(conn),

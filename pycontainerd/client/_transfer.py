@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -30,18 +30,15 @@ from ..api.services.streaming.v1 import streaming_pb2, streaming_pb2_grpc
 from ..api.services.transfer.v1 import transfer_pb2, transfer_pb2_grpc
 from ..api.types import platform_pb2
 from ..api.types.transfer import imagestore_pb2, progress_pb2, registry_pb2
-from ..diff.proxy import ProxyDiffer
 from ..errors import InvalidArgument
-from ..images import Image
 from ..reference import parse_normalized
-from ..remotes.docker import DockerResolver, HostOptions
-from ..transfer import FetchOptions, Progress, ProgressFunc, PushOptions
-from ..transfer import pull as local_pull
-from ..transfer import push as local_push
-from ..transfer.progress import ref_key
-from ..unpack import UnpackResult, UnpackTarget
-from ..unpack import unpack as run_unpack
+from ..transfer.progress import Progress, ProgressFunc, ref_key
 from ._rpc import Connection, translated
+
+if TYPE_CHECKING:  # the client-side transfers' modules load only when one runs
+    from ..images import Image
+    from ..remotes.docker import DockerResolver
+    from ..unpack import UnpackResult
 
 __all__ = ["Credentials", "RegistryOptions", "has_transfer", "pull", "push"]
 
@@ -60,6 +57,8 @@ class RegistryOptions:
     timeout: float = 30.0  # client-side transfers only: the daemon keeps its own
 
     def resolver(self) -> DockerResolver:
+        from ..remotes.docker import DockerResolver, HostOptions
+
         hosts = HostOptions(
             plain_http=self.plain_http, headers=dict(self.headers), hosts_dir=self.hosts_dir, timeout=self.timeout
         )
@@ -222,6 +221,11 @@ def pull(
             )
         _transfer(client.connection, src, dst, registry=registry, remote=src, progress=progress)
         return client.images.get(name)  # type: ignore[no-any-return]
+    from ..diff.proxy import ProxyDiffer
+    from ..transfer import FetchOptions
+    from ..transfer import pull as local_pull
+    from ..unpack import UnpackTarget
+
     matcher = platforms.ordered(*wanted) if wanted else platforms.ALL
     opts = FetchOptions(matcher=matcher, all_metadata=all_metadata, labels=labels or {})
     report = progress or _ignore
@@ -247,6 +251,9 @@ def unpack_image(
 
     ``client`` should hold a lease, so layers half unpacked by a failure are collected.
     """
+    from ..diff.proxy import ProxyDiffer
+    from ..unpack import unpack as run_unpack
+
     name = snapshotter or client.default_snapshotter()
     report = progress or _ignore
     return run_unpack(
@@ -280,6 +287,9 @@ def push(
         dst = registry_pb2.OCIRegistry(reference=target_ref, resolver=_resolver_msg(registry))
         _transfer(client.connection, src, dst, registry=registry, remote=dst, progress=progress)
         return
+    from ..transfer import PushOptions
+    from ..transfer import push as local_push
+
     record = client.images.get(source)
     matcher = platforms.any_of(*platform_list) if platform_list else platforms.ALL
     with registry.resolver() as resolver:

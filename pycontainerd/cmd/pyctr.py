@@ -32,7 +32,8 @@ SNAPSHOTTER_ENV = "CONTAINERD_SNAPSHOTTER"
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> Parser:
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """pyctr's parser: with every command, or with ``argv`` only the command it names (so only its module loads)."""
     parser = Parser(prog="pyctr", description="Talk to containerd (or pycontainerd) over its v1 gRPC API.")
     parser.add_argument("--version", action="version", version=f"pyctr {__version__}")
     parser.add_argument(
@@ -61,7 +62,7 @@ def build_parser() -> Parser:
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     sub.required = True
-    register_all(sub)
+    register_all(sub, argv)
     return parser
 
 
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyctr`` console script; returns the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
         return run(args)
     except ContainerdError as e:
         report(str(e))

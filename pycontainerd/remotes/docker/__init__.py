@@ -6,14 +6,21 @@ ranges, pushes (existence check, cross-repository mount, monolithic or
 chunked upload), basic and bearer-token authentication, retries and
 timeouts.  Credentials come from a function of the host, so they can be
 asked of a client at the moment a registry wants them.
+
+Names are imported from their modules when first used: a client that only
+reads the Docker CLI's credentials for a daemon's pull does not load urllib3.
 """
 
 from __future__ import annotations
 
-from ._challenge import Challenge, parse_challenges
-from ._credentials import credentials_from_docker_config
-from ._resolver import DockerResolver
-from ._session import Credentials, HostOptions, HostsFn, registry_host
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._challenge import Challenge, parse_challenges
+    from ._credentials import credentials_from_docker_config
+    from ._resolver import DockerResolver
+    from ._session import Credentials, HostOptions, HostsFn, registry_host
 
 __all__ = [
     "Challenge",
@@ -25,3 +32,27 @@ __all__ = [
     "parse_challenges",
     "registry_host",
 ]
+
+_HOME_OF = {
+    "Challenge": "_challenge",
+    "parse_challenges": "_challenge",
+    "credentials_from_docker_config": "_credentials",
+    "DockerResolver": "_resolver",
+    "Credentials": "_session",
+    "HostOptions": "_session",
+    "HostsFn": "_session",
+    "registry_host": "_session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

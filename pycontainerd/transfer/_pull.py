@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .. import platforms
 from ..content import Store as ContentStore
@@ -38,8 +39,10 @@ from ..images import mediatypes as mt
 from ..images.manifest import MAX_MANIFEST_SIZE
 from ..reference import parse as parse_reference
 from ..remotes import Fetcher, ReadStream, Resolver
-from ..unpack import Unpacker, UnpackTarget
 from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
+
+if TYPE_CHECKING:
+    from ..unpack import UnpackTarget
 
 __all__ = ["FetchOptions", "distribution_source_label", "fetch", "pull", "source_host"]
 
@@ -395,6 +398,8 @@ def pull(
 
 def _fetch_unpacking(walk: _Fetch, root: Descriptor, targets: Sequence[UnpackTarget]) -> None:
     """Run ``walk`` with an :class:`Unpacker` following it; raise the failure that came first."""
+    from ..unpack import Unpacker  # with the differ it brings: only pulls that unpack load it
+
     report = walk.progress
     unpacker = Unpacker(
         walk.store,

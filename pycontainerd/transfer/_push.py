@@ -22,8 +22,8 @@ from ..images import Descriptor, walk
 from ..images import mediatypes as mt
 from ..reference import parse as parse_reference
 from ..remotes import Resolver
+from ._pull import SOURCE_LABEL_PREFIX, source_host
 from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
-from .pull import SOURCE_LABEL_PREFIX, source_host
 
 __all__ = ["PushOptions", "push", "push_order"]
 
