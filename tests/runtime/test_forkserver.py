@@ -175,3 +175,28 @@ def test_the_launcher_forks_and_stops_its_server(harness: Harness) -> None:
         assert ShimLauncher(forks=False).forkserver is None
 
     run(scenario())
+
+
+def test_an_idle_fork_server_is_stopped_and_started_again(harness: Harness) -> None:
+    async def scenario() -> None:
+        server = ForkServer(idle_timeout=0.3)
+        try:
+            bundle, id = harness.bundle("idle1", ["true"])
+            first = await spawn(harness, server, bundle, id)
+            pid = server.pid
+            await asyncio.sleep(0.1)
+            assert _alive(pid)
+            deadline = time.monotonic() + 5
+            while (server.pid or _alive(pid)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert server.pid == 0 and not _alive(pid)
+            bundle, id = harness.bundle("idle2", ["true"])
+            second = await spawn(harness, server, bundle, id)
+            assert server.pid not in (0, pid) and server.failures == 0
+            for c in (first, second):
+                assert await c.shutdown()
+                await c.close()
+        finally:
+            await server.close()
+
+    run(scenario())

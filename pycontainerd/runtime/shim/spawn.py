@@ -43,6 +43,8 @@ PAD_ARGUMENT = "--pad=" + "-" * 2042
 """The fork server's last argument: the argv area its shims' command lines are written into."""
 MAX_FAILURES = 3
 """Fork server failures in a row after which shims are only started from scratch."""
+IDLE_TIMEOUT = 300.0
+"""Seconds without a shim to fork after which the fork server is stopped (the next shim starts it again)."""
 
 
 def shim_command(python: str = sys.executable) -> list[str]:
@@ -91,11 +93,16 @@ class ForkServer:
 
     The server is the daemon's child, in its process group: it exits when
     the daemon closes its end of the socket — or dies — and its shims do not.
+    A server left idle for ``idle_timeout`` seconds is stopped, so a daemon
+    that runs no containers any more holds no interpreter for them.
     """
 
-    def __init__(self, python: str = sys.executable, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, python: str = sys.executable, *, timeout: float = 10.0, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
         self.python = python
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
         self.pid = 0
         """The server's pid while it runs."""
         self.failures = 0
@@ -105,6 +112,8 @@ class ForkServer:
         self._decoder = protocol.Decoder()
         self._ids = itertools.count(2)  # 1 is the server's greeting
         self._lock = asyncio.Lock()
+        self._idle: asyncio.TimerHandle | None = None
+        self._stopping: asyncio.Task[None] | None = None
 
     @property
     def usable(self) -> bool:
@@ -172,10 +181,25 @@ class ForkServer:
                 log.warning("fork server: %s; starting shims from scratch until it is restarted", e or type(e).__name__)
                 await self._stop()
                 raise ForkServerDown(str(e)) from None
+            finally:
+                if self._writer is not None:
+                    self._idle_after(self.idle_timeout)
             self.failures = 0
             return int(result["pid"])
 
+    def _idle_after(self, seconds: float) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(seconds, self._stop_idle)
+
+    def _stop_idle(self) -> None:
+        self._idle = None
+        self._stopping = asyncio.get_running_loop().create_task(self.close())
+
     async def _stop(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(OSError):
