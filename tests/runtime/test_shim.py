@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from pycontainerd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, NotImplementedYet
+from pycontainerd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    NotImplementedYet,
+    Unknown,
+)
 from pycontainerd.mount import Mount, is_mountpoint
 from pycontainerd.runtime.shim.client import ShimClient
 from pycontainerd.tasks import Status
@@ -376,3 +383,31 @@ def test_hostile_clients_are_dropped_and_the_shim_serves_on(harness: Harness) ->
         await client.close()
 
     run(scenario())
+
+
+def test_stderr_holds_the_process_output_only(harness: Harness) -> None:
+    """runc's own complaint about a failed exec stays out of the stream; a megabyte of the process's arrives whole."""
+    failed = harness.fifo_set("failed")
+    big = harness.fifo_set("big")
+
+    async def scenario() -> None:
+        client, _ = await harness.run("stderr", ["sleep", "30"])
+        await client.exec("bad", process(["/no/such/program"]), failed.io())
+        with pytest.raises(Unknown, match="no such file"):
+            await client.start("bad")
+        await client.delete("bad")
+        await client.exec(
+            "big", process(["sh", "-c", "dd if=/dev/zero bs=65536 count=16 >&2 2>/dev/null; exit 3"]), big.io()
+        )
+        await client.start("big")
+        got = asyncio.get_running_loop().run_in_executor(None, big.read_all, big.err)
+        assert (await client.wait("big")).status == 3
+        assert await got == bytes(1 << 20)
+        await client.kill("", signal.SIGKILL)
+        await client.wait()
+        await client.delete()
+        await client.close()
+
+    run(scenario())
+    failed.close_stdin()
+    assert failed.read_all(failed.err, timeout=1.0) == b""

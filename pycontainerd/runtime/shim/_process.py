@@ -84,7 +84,7 @@ class Process:
             self.stdio.runtime_done()
             self.stdio.close_stdin()
             if self.console is None:
-                self.stdio.close()
+                self.stdio.close(keep_relay=True)  # what the process wrote last is still on its way
 
     def release(self) -> None:
         """Everything, at delete."""

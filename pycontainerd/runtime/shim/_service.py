@@ -377,6 +377,7 @@ class Service:
             except RuntimeFailed as e:
                 raise Failure("unknown", f"OCI runtime create failed: {e}") from None
             init.stdio.runtime_done()
+            init.stdio.start_relay(self.loop)
             init.pid = _read_pid(pid_file)
             if console_socket is not None:
                 init.console = Console(self.loop, console_socket.receive(), init.stdio, lambda: None)
@@ -486,6 +487,7 @@ class Service:
             except RuntimeFailed as e:
                 raise Failure("unknown", f"OCI runtime exec failed: {e}") from None
             p.stdio.runtime_done()
+            p.stdio.start_relay(self.loop)
             p.pid = _read_pid(pid_file)
             if console_socket is not None:
                 p.console = Console(self.loop, console_socket.receive(), p.stdio, lambda: None)
@@ -706,6 +708,8 @@ class Service:
         p.exit_status, p.exited_at = code, now
         if p.console is not None and p.console.output is not None:
             p.console.output.drain()  # what the process wrote before exiting reaches the FIFO first
+        if p.stdio is not None and p.stdio.relay is not None:
+            p.stdio.relay.drain()
         p.close_io()
         self.emit("/tasks/exit", id=p.id, pid=p.pid, exit_status=code, exited_at=now)
         for conn, rid in p.waiters:

@@ -14,6 +14,13 @@ only keeps one fd per FIFO so that the client's absence changes nothing:
   be restarting).  ``close_io`` drops the shim's writer: EOF reaches the
   process once the client's writer is closed too — containerd's CloseIO.
 
+One exception: stderr goes to the process through a pipe that the shim
+copies into the FIFO once runc has succeeded, because runc writes its own
+complaints (a missing program, a bad spec) to the stderr it is given.  On
+failure those stay in the pipe and are dropped, so the client's stream
+holds only the process's output and the error comes back once, as the
+call's — as with containerd, whose shim copies every stream.
+
 Every open is non-blocking (a FIFO opened read-only with O_NONBLOCK needs
 no writer; write-only after our own reader exists does not block), so a
 missing peer never stalls the shim.
@@ -76,6 +83,23 @@ class Stdio:
         self.stdin_writer = -1
         self.stdin_reader = -1
         self.output = -1
+        self.relay_src = -1
+        self.relay_dst = -1
+        self.relay: Pump | None = None
+
+    def start_relay(self, loop: Loop) -> None:
+        """Start copying the stderr pipe into its FIFO: runc succeeded, what comes now is the process's."""
+        if self.relay_src >= 0 and self.relay is None:
+            os.set_blocking(self.relay_src, False)
+            self.relay = Pump(loop, self.relay_src, self.relay_dst, self.close_relay)
+
+    def close_relay(self) -> None:
+        if self.relay is not None and not self.relay.done:
+            self.relay.stop()
+        for fd in (self.relay_src, self.relay_dst):
+            if fd >= 0:
+                os.close(fd)
+        self.relay_src = self.relay_dst = -1
 
     def runtime_fds(self) -> tuple[int, int, int]:
         a, b, c = self.for_runtime
@@ -102,8 +126,11 @@ class Stdio:
             os.close(self.stdin_reader)
             self.stdin_reader = -1
 
-    def close(self) -> None:
+    def close(self, keep_relay: bool = False) -> None:
+        """Close everything; ``keep_relay`` lets a running stderr copy finish on its own (it closes its fds)."""
         self.runtime_done()
+        if not (keep_relay and self.relay is not None and not self.relay.done):
+            self.close_relay()
         self.close_stdin()
         self.close_input()
         self.close_output()
@@ -147,11 +174,16 @@ def open_stdio(stdin: str, stdout: str, stderr: str, terminal: bool) -> Stdio:
         else:
             s.for_runtime.append(devnull())
         opened: dict[str, int] = {}
-        for path in (stdout, stderr):
+        for is_stderr, path in ((False, stdout), (True, stderr)):
             if not path:
                 s.for_runtime.append(devnull())
             elif path in opened:
                 s.for_runtime.append(opened[path])
+            elif is_stderr and _is_fifo(path):
+                s.keep.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+                s.relay_dst = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                s.relay_src, write_end = os.pipe2(os.O_CLOEXEC)
+                s.for_runtime.append(write_end)
             elif _is_fifo(path):
                 s.keep.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
                 opened[path] = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -220,10 +252,14 @@ class Pump:
     def finish(self) -> None:
         if self.done:
             return
+        self.stop()
+        self._on_done()
+
+    def stop(self) -> None:
+        """Stop copying, without the done callback (its owner is closing the fds)."""
         self.done = True
         self._loop.remove(self.src)
         self._loop.remove(self.dst)
-        self._on_done()
 
 
 class ConsoleSocket:
