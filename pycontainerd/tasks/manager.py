@@ -38,7 +38,7 @@ from ..identifiers import validate
 from ..mount import Mount
 from . import IO, Exit, Process
 
-__all__ = ["RUNC_RUNTIME", "Launcher", "Shim", "ShimEvent", "Task", "TaskManager", "runtime_binary"]
+__all__ = ["RUNC_RUNTIME", "Launcher", "RuncOptions", "Shim", "ShimEvent", "Task", "TaskManager", "runc_options"]
 
 log = logging.getLogger("pycontainerd.tasks")
 
@@ -58,7 +58,9 @@ class ShimEvent:
 class Shim(Protocol):
     """One task's shim, as the manager drives it."""
 
-    async def create(self, *, rootfs: Sequence[Mount], io: IO, binary: str, runtime_root: str) -> int: ...
+    async def create(
+        self, *, rootfs: Sequence[Mount], io: IO, binary: str, runtime_root: str, options: Mapping[str, bool]
+    ) -> int: ...
 
     async def start(self, exec_id: str) -> int: ...
 
@@ -117,10 +119,21 @@ class Task:
     forwarder: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-def runtime_binary(options: TypedValue | None) -> tuple[str, str]:
-    """The OCI runtime binary and runc root the runtime options ask for (runc and the default root)."""
+@dataclass(frozen=True)
+class RuncOptions:
+    """What containerd.runc.v1.Options asks of the OCI runtime."""
+
+    binary: str = "runc"
+    root: str = ""
+    """runc's state root; the task's namespace is added below it, as containerd does."""
+    flags: Mapping[str, bool] = field(default_factory=dict)
+    """``no_pivot_root``, ``no_new_keyring``, ``systemd_cgroup``: the shim's names for runc's flags."""
+
+
+def runc_options(options: TypedValue | None) -> RuncOptions:
+    """The runtime options of a task (the request's, else the container's); defaults when there are none."""
     if options is None or not options.type_url.endswith(_OPTIONS_TYPE):
-        return "runc", ""
+        return RuncOptions()
     opts = runc_pb.Options()
     try:
         opts.ParseFromString(options.value)
@@ -129,7 +142,12 @@ def runtime_binary(options: TypedValue | None) -> tuple[str, str]:
     binary = opts.binary_name or "runc"
     if shutil.which(binary) is None:
         raise FailedPrecondition(f"runtime binary {quote(binary)} is not installed")
-    return binary, opts.root
+    flags = {
+        "no_pivot_root": opts.no_pivot_root,
+        "no_new_keyring": opts.no_new_keyring,
+        "systemd_cgroup": opts.systemd_cgroup,
+    }
+    return RuncOptions(binary, opts.root, {k: v for k, v in flags.items() if v})
 
 
 class TaskManager:
@@ -162,7 +180,7 @@ class TaskManager:
         validate("container id", container.id)
         if container.runtime.name != RUNC_RUNTIME:
             raise NotFound(f"runtime {quote(container.runtime.name)}: not supported (only {RUNC_RUNTIME})")
-        binary, runc_root = runtime_binary(options or container.runtime.options)
+        runc = runc_options(options or container.runtime.options)
         spec = _spec_of(container)
         key = (namespace, container.id)
         # The key is reserved under the lock; the slow part (a shim and runc) runs outside it, so
@@ -176,14 +194,16 @@ class TaskManager:
             self._creating.add(key)
         try:
             bundle.mkdir(parents=True, mode=0o711)
-            runtime_root = runc_root or str(self._runtime_root / namespace)
+            runtime_root = str(Path(runc.root) / namespace) if runc.root else str(self._runtime_root / namespace)
             try:
                 (bundle / "config.json").write_bytes(json.dumps(spec).encode())
                 if rootfs:
                     (bundle / "rootfs").mkdir(mode=0o711)
                 shim = await self._launcher.start(bundle, namespace, container.id)
                 try:
-                    pid = await shim.create(rootfs=rootfs, io=io, binary=binary, runtime_root=runtime_root)
+                    pid = await shim.create(
+                        rootfs=rootfs, io=io, binary=runc.binary, runtime_root=runtime_root, options=runc.flags
+                    )
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await shim.shutdown()

@@ -416,3 +416,18 @@ def test_concurrent_runs(env: Env) -> None:
     assert results[0] == (0, b"") and results[1][0] == 1 and b"already exists" in results[1][1], results
     env.kill_and_remove(*(f"p{i}" for i in range(10)), "race")
     env.assert_clean()
+
+
+def test_runc_options_reach_the_runtime(env: Env, tmp_path: Path) -> None:
+    """``--runc-root`` keeps runc's state under ROOT/<namespace>, as containerd; ``--no-pivot`` runs.
+
+    ``--no-pivot`` is a task option and, as under containerd, replaces the container's runtime options.
+    """
+    root = tmp_path / "runc-state"
+    env.ok("run", "-d", "--runc-root", str(root), REF, "o1", BB, "sleep", "600")
+    assert (root / NS / "o1" / "state.json").is_file()
+    assert env.ok("tasks", "exec", "--exec-id", "x", "o1", BB, "echo", "ok") == "ok\n"
+    env.kill_and_remove("o1")
+    assert not (root / NS / "o1").exists()
+    assert env.ok("run", "--rm", "--no-pivot", REF, "o2", BB, "echo", "no pivot") == "no pivot\n"
+    env.assert_clean()

@@ -87,8 +87,10 @@ class TaskShim:
     def __init__(self, client: ShimClient) -> None:
         self.client = client
 
-    async def create(self, *, rootfs: Sequence[Mount], io: IO, binary: str, runtime_root: str) -> int:
-        return await self.client.create(rootfs=rootfs, io=io, binary=binary, runtime_root=runtime_root)
+    async def create(
+        self, *, rootfs: Sequence[Mount], io: IO, binary: str, runtime_root: str, options: Mapping[str, bool]
+    ) -> int:
+        return await self.client.create(rootfs=rootfs, io=io, binary=binary, runtime_root=runtime_root, options=options)
 
     async def start(self, exec_id: str) -> int:
         return await self.client.start(exec_id)
