@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from pycontainerd.client import Client
 from pycontainerd.runtime.shim.client import ShimClient
 from tests.fixtures._shims import mounts_under, shims_under
 from tests.fixtures.daemon import DaemonFactory, PycontainerdDaemon
@@ -359,10 +360,13 @@ def test_running_tasks_survive_a_killed_daemon(env: Env) -> None:
     assert env.ok("tasks", "exec", "--exec-id", "after", "s3", BB, "echo", "still here") == "still here\n"
     env.daemon.kill()
     env.daemon.start()
-    with events(env) as lines:
-        for i in range(1, 6):
-            env.ok("tasks", "kill", f"s{i}")
-        env.wait_stopped(*(f"s{i}" for i in range(1, 6)))
+    with Client(env.daemon.address, namespace=NS) as c, concurrent.futures.ThreadPoolExecutor(5) as pool:
+        waits = [pool.submit(c.tasks.wait, f"s{i}") for i in range(1, 6)]  # waiting on tasks of a past daemon
+        with events(env) as lines:
+            for i in range(1, 6):
+                env.ok("tasks", "kill", f"s{i}")
+            env.wait_stopped(*(f"s{i}" for i in range(1, 6)))
+        assert [w.result(10).status for w in waits] == [11, 12, 13, 14, 15]
     for i in range(1, 6):
         assert topics(lines, f"s{i}") == ["/tasks/exit"]
     codes = {}
