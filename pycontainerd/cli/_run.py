@@ -50,6 +50,13 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
         help="add a mount, e.g. type=bind,src=/srv,dst=/data,options=rbind:ro (or type=tmpfs,dst=/tmp)",
     )
     p.add_argument("--net-host", action="store_true", help="share the host's network namespace")
+    p.add_argument(
+        "--with-ns",
+        action="append",
+        default=[],
+        metavar="TYPE:PATH",
+        help="join an existing namespace, e.g. network:/run/netns/blue",
+    )
     p.add_argument("--memory-limit", type=int, default=0, metavar="BYTES", help="memory limit in bytes")
     p.add_argument("--cpus", type=float, default=0.0, help="CPUs the container may use, e.g. 0.5")
     p.add_argument("--pids-limit", type=int, default=0, help="maximum number of processes")
@@ -191,6 +198,11 @@ def _flag_opts(args: argparse.Namespace) -> list[oci.SpecOpt]:
         opts.append(oci.with_mounts([oci.parse_mount_flag(m) for m in args.mount]))
     if args.net_host:
         opts.append(oci.with_host_namespace("network"))
+    for item in args.with_ns:
+        kind, sep, path = item.partition(":")
+        if not sep or not path:
+            raise InvalidArgument(f"--with-ns {item!r}: expected TYPE:PATH")
+        opts.append(oci.with_linux_namespace(kind, path))
     if args.memory_limit:
         opts.append(oci.with_memory_limit(args.memory_limit))
     if args.cpus:

@@ -144,3 +144,20 @@ def test_user_namespace(client: tuple[Client, str, Path]) -> None:
     r = pyctr(c, "run", "--rm", "--uidmap", "0:1", REF, "u2", "/bin/busybox", "true")
     assert r.returncode == 1 and r.stderr.strip() == b"pyctr: --uidmap '0:1': expected container-id:host-id:length"
     assert c.containers.list() == []
+
+
+def test_join_a_network_namespace_by_path(client: tuple[Client, str, Path], tmp_path: Path) -> None:
+    c = client[0]
+    ns = tmp_path / "net"
+    ns.touch()
+    subprocess.run(["unshare", f"--net={ns}", "true"], check=True)
+    try:
+        r = pyctr(
+            c, "run", "--rm", "--with-ns", f"network:{ns}", REF, "n1", "/bin/busybox", "readlink", "/proc/self/ns/net"
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == f"net:[{os.stat(ns).st_ino}]\n".encode()
+        r = pyctr(c, "run", "--rm", "--with-ns", "network", REF, "n2", "/bin/busybox", "true")
+        assert r.returncode == 1 and r.stderr.strip() == b"pyctr: --with-ns 'network': expected TYPE:PATH"
+    finally:
+        subprocess.run(["umount", str(ns)], check=True)
