@@ -44,8 +44,8 @@ run: install
 	$(VENV)/bin/pycontainerd
 
 lint: install
-	$(VENV)/bin/ruff check pycontainerd tests bench scripts
-	$(VENV)/bin/ruff format --check pycontainerd tests bench scripts
+	$(VENV)/bin/ruff check pycontainerd pydockerd tests bench scripts
+	$(VENV)/bin/ruff format --check pycontainerd pydockerd tests bench scripts
 
 typecheck: install
 	$(VENV)/bin/mypy

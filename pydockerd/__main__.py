@@ -1,0 +1,100 @@
+"""``pydockerd``: the Engine API daemon's command line, flags named like dockerd's.
+
+A user's mistake (a bad flag value, no containerd at the address) ends in
+one line on stderr and exit code 1; SIGTERM and SIGINT stop the daemon
+cleanly, removing its socket, and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from pycontainerd.errors import ContainerdError
+
+from ._api import VERSION
+from ._daemon import DEFAULT_CONTAINERD, DEFAULT_HOST, DEFAULT_NAMESPACE, Daemon, DaemonConfig
+
+__all__ = ["main"]
+
+log = logging.getLogger("pydockerd")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pydockerd", description="the Docker Engine API on containerd")
+    p.add_argument("-H", "--host", default=DEFAULT_HOST, help=f"socket to listen on (default {DEFAULT_HOST})")
+    p.add_argument(
+        "--containerd-address",
+        "--containerd",
+        default=DEFAULT_CONTAINERD,
+        help=f"containerd's gRPC socket (default {DEFAULT_CONTAINERD})",
+    )
+    p.add_argument(
+        "--namespace",
+        "--containerd-namespace",
+        default=DEFAULT_NAMESPACE,
+        help=f"containerd namespace of images and containers (default {DEFAULT_NAMESPACE})",
+    )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="registry reached over plain HTTP (loopback registries always are)",
+    )
+    p.add_argument("--snapshotter", default="", help="snapshotter images are unpacked into (default: containerd's)")
+    p.add_argument("--no-unpack", action="store_true", help="pull without unpacking layers")
+    p.add_argument("-D", "--debug", action="store_true", help="debug logging")
+    p.add_argument("-v", "--version", action="version", version=f"pydockerd {VERSION}")
+    return p
+
+
+async def _run(daemon: Daemon) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await daemon.serve(stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    config = DaemonConfig(
+        host=args.host,
+        containerd_address=args.containerd_address,
+        namespace=args.namespace,
+        insecure_registries=tuple(args.insecure_registry),
+        unpack=not args.no_unpack,
+        snapshotter=args.snapshotter,
+    )
+    try:
+        daemon = Daemon(config)
+    except ContainerdError as e:
+        print(f"pydockerd: {e}", file=sys.stderr)
+        return 1
+    try:
+        version, _ = daemon.check_containerd()
+        log.info("containerd %s at %s, namespace %s", version, config.containerd_address, config.namespace)
+        asyncio.run(_run(daemon))
+    except ContainerdError as e:
+        print(f"pydockerd: containerd at {config.containerd_address}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"pydockerd: {e}", file=sys.stderr)
+        return 1
+    finally:
+        daemon.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The daemon: the Engine API served on a unix socket, over a containerd reached by gRPC.
+
+This is the "remote" mode: containerd (pycontainerd's or the real one) runs
+apart and pydockerd is its client, every image and container living in one
+containerd namespace (``moby`` by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pycontainerd.client import Client
+from pycontainerd.errors import InvalidArgument
+
+from ._api import EngineAPI, EngineOptions
+from ._http import serve_connection
+from ._images import ImageService
+
+__all__ = ["DEFAULT_CONTAINERD", "DEFAULT_HOST", "DEFAULT_NAMESPACE", "Daemon", "DaemonConfig", "socket_path"]
+
+DEFAULT_HOST = "unix:///run/pydockerd.sock"
+DEFAULT_CONTAINERD = "/run/pycontainerd/pycontainerd.sock"
+DEFAULT_NAMESPACE = "moby"
+
+log = logging.getLogger("pydockerd")
+
+
+def socket_path(host: str) -> str:
+    """The socket path of a ``-H`` address: ``unix:///path`` or a bare path; other schemes are refused."""
+    if host.startswith("unix://"):
+        path = host.removeprefix("unix://")
+    elif "://" in host:
+        raise InvalidArgument(f"-H {host}: only unix:// sockets are supported")
+    else:
+        path = host
+    if not path.startswith("/"):
+        raise InvalidArgument(f"-H {host}: want an absolute socket path")
+    return path
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    host: str = DEFAULT_HOST
+    containerd_address: str = DEFAULT_CONTAINERD
+    namespace: str = DEFAULT_NAMESPACE
+    insecure_registries: Sequence[str] = ()
+    unpack: bool = True
+    snapshotter: str = ""
+
+
+class Daemon:
+    """One pydockerd: a containerd client, the image service and the HTTP server on the socket."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.path = socket_path(config.host)
+        self.client = Client(config.containerd_address, namespace=config.namespace)
+        self.images = ImageService(
+            self.client,
+            insecure_registries=config.insecure_registries,
+            unpack=config.unpack,
+            snapshotter=config.snapshotter,
+        )
+        options = EngineOptions(
+            containerd_address=config.containerd_address,
+            namespace=config.namespace,
+            insecure_registries=tuple(config.insecure_registries),
+        )
+        self.app = EngineAPI(self.client, self.images, options).router()
+
+    def check_containerd(self) -> tuple[str, str]:
+        """containerd's version: raises Unavailable (naming the address) when nothing answers."""
+        return self.client.version()
+
+    def _remove_stale_socket(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; the socket is removed on the way out."""
+        self._remove_stale_socket()
+        os.makedirs(os.path.dirname(self.path) or "/", exist_ok=True)
+        connections: set[asyncio.Task[None]] = set()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            connections.add(task)
+            try:
+                await serve_connection(reader, writer, self.app)
+            finally:
+                connections.discard(task)
+
+        server = await asyncio.start_unix_server(handle, path=self.path)
+        os.chmod(self.path, 0o660)
+        log.info("API listen on %s", self.path)
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+            for task in list(connections):
+                task.cancel()  # idle keep-alive connections, and streams of clients still reading
+            await asyncio.gather(*connections, return_exceptions=True)
+            await server.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            log.info("stopped")
+
+    def close(self) -> None:
+        self.client.close()

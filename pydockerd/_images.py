@@ -1,0 +1,524 @@
+"""Images in Docker's terms, on containerd's image records and content store.
+
+Each containerd image record in the namespace is one name (the full
+normalised reference) pointing at a manifest or index.  Docker's view groups
+them by image ID — the digest of the config of the platform in use (this
+host's, or the one platform whose content is here) — so an ID has RepoTags
+(familiar names) and RepoDigests (``name@target digest``).  A record named
+``moby-dangling@<digest>`` keeps an image that lost its last name, as in
+Docker's containerd store.  All calls block (gRPC); the API runs them in
+threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pycontainerd import platforms
+from pycontainerd.client import Client, RegistryOptions
+from pycontainerd.content import read_blob
+from pycontainerd.errors import AlreadyExists, InvalidArgument, NotFound
+from pycontainerd.images import Descriptor, Image
+from pycontainerd.images.manifest import MAX_CONFIG_SIZE, Manifest
+from pycontainerd.images.walk import image_platforms, image_size, manifest_for
+from pycontainerd.reference import Reference
+
+from ._auth import AuthConfig
+from ._errors import Conflict, NoSuchImage
+from ._filters import Filters, bool_filter, glob_match, label_match
+from ._progress import Message, PullReporter
+from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
+from ._version import at_least
+
+__all__ = ["IMAGE_FILTERS", "ImageService", "ImageView", "PullJob"]
+
+IMAGE_FILTERS = ("dangling", "label", "label!", "reference")
+_NAME_LABELS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """What a target shows on the platform in use: content-addressed, so cached for good."""
+
+    manifest_desc: Descriptor
+    manifest: Manifest
+    config_digest: str
+    config: Mapping[str, Any]
+    platform: platforms.Platform
+    size: int
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """One image record as Docker sees it."""
+
+    record: Image
+    resolved: _Resolved
+
+    @property
+    def id(self) -> str:
+        return self.resolved.config_digest
+
+    @property
+    def dangling(self) -> bool:
+        return is_dangling(self.record.name, self.record.target.digest)
+
+    @property
+    def reference(self) -> Reference | None:
+        if self.dangling:
+            return None
+        try:
+            return parse_docker(self.record.name)
+        except InvalidArgument:
+            return None
+
+
+@dataclass
+class _Group:
+    """The records sharing one image ID."""
+
+    views: list[ImageView] = field(default_factory=list)
+
+    @property
+    def first(self) -> ImageView:
+        return self.views[0]
+
+    @property
+    def named(self) -> list[ImageView]:
+        return [v for v in self.views if v.reference is not None]
+
+
+def _parse_time(value: object) -> datetime | None:
+    """An RFC 3339 time from an image config (nanoseconds cut to what Python keeps)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _rfc3339(t: datetime | None) -> str:
+    if t is None:
+        return _ZERO_TIME
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _labels(config: Mapping[str, Any]) -> dict[str, str]:
+    inner = config.get("config")
+    labels = inner.get("Labels") if isinstance(inner, Mapping) else None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class PullJob:
+    """A pull checked and ready to run: the reference, platform and credentials."""
+
+    ref: Reference
+    platform: platforms.Platform | None
+    auth: AuthConfig | None
+
+
+class ImageService:
+    """Docker's image operations over one namespace of a containerd."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        insecure_registries: Sequence[str] = (),
+        unpack: bool = True,
+        snapshotter: str = "",
+    ) -> None:
+        self._client = client
+        self._insecure = set(insecure_registries)
+        self._unpack = unpack
+        self._snapshotter = snapshotter
+        self._cache: dict[str, _Resolved | None] = {}
+        self._lock = threading.Lock()
+        # Name changes (tag, pull, delete) are read-modify-write on records: one at a time.
+        self._names = threading.Lock()
+
+    # -- reading ------------------------------------------------------------
+
+    def _read_config(self, digest: str) -> Mapping[str, Any]:
+        info = self._client.content.info(digest)
+        if info.size > MAX_CONFIG_SIZE:
+            raise InvalidArgument(f"image config {digest} is too large")
+        doc = json.loads(read_blob(self._client.content, digest))
+        if not isinstance(doc, dict):
+            raise InvalidArgument(f"image config {digest} is not a JSON object")
+        return doc
+
+    def _resolve_target(self, target: Descriptor) -> _Resolved | None:
+        with self._lock:
+            if target.digest in self._cache:
+                return self._cache[target.digest]
+        content = self._client.content
+        matchers: list[platforms.Matcher] = [platforms.default_matcher()]
+        with contextlib.suppress(NotFound, InvalidArgument):
+            matchers += [platforms.only_strict(p) for p in image_platforms(content, target)]
+        found: _Resolved | None = None
+        for matcher in matchers:
+            try:
+                desc, manifest = manifest_for(content, target, matcher)
+                config = self._read_config(manifest.config.digest)
+                for layer in manifest.layers:
+                    content.info(layer.digest)
+                size = image_size(content, target, matcher)
+            except NotFound:
+                continue
+            os_, arch = str(config.get("os", "")), str(config.get("architecture", ""))
+            platform = platforms.normalize(platforms.Platform(os_, arch, str(config.get("variant", ""))))
+            found = _Resolved(desc, manifest, manifest.config.digest, config, platform, size)
+            break
+        with self._lock:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[target.digest] = found
+        return found
+
+    def views(self) -> list[ImageView]:
+        """Every record whose content for some platform is here."""
+        out = []
+        for record in self._client.images.list():
+            resolved = self._resolve_target(record.target)
+            if resolved is not None:
+                out.append(ImageView(record, resolved))
+        return out
+
+    def _groups(self) -> dict[str, _Group]:
+        groups: dict[str, _Group] = {}
+        for view in self.views():
+            groups.setdefault(view.id, _Group()).views.append(view)
+        return groups
+
+    def _view(self, record: Image) -> ImageView | None:
+        resolved = self._resolve_target(record.target)
+        return ImageView(record, resolved) if resolved else None
+
+    def resolve(self, ref_or_id: str) -> tuple[ImageView, list[ImageView], bool]:
+        """The image ``ref_or_id`` names, all records with its ID, and whether it was named by ID.
+
+        A name is normalised (``busybox`` is ``docker.io/library/busybox:latest``);
+        ``name@digest`` matches a record of that repository whose target has the digest;
+        an ID is ``sha256:<hex>`` or a unique prefix of the hex.  NoSuchImage otherwise.
+        """
+        wanted_id = looks_like_id(ref_or_id)
+        ref: Reference | None = None
+        if not (ref_or_id.startswith("sha256:") and wanted_id):
+            try:
+                ref = parse_docker(ref_or_id)
+            except InvalidArgument:
+                if wanted_id is None:
+                    raise
+        if ref is not None:
+            view = self._by_name(ref)
+            if view is not None:
+                same = [v for v in self.views() if v.id == view.id]
+                return view, same, False
+        if wanted_id is not None:
+            groups = [g for i, g in self._groups().items() if i.partition(":")[2].startswith(wanted_id)]
+            if len(groups) > 1:
+                raise InvalidArgument(f"ambiguous image ID prefix {ref_or_id!r}: it matches {len(groups)} images")
+            if groups:
+                views = groups[0].views
+                return (groups[0].named or views)[0], views, True
+        raise NoSuchImage(familiar(ref) if ref is not None else ref_or_id)
+
+    def _by_name(self, ref: Reference) -> ImageView | None:
+        if ref.digest and not ref.tag:
+            for record in self._client.images.list():
+                if record.target.digest == ref.digest and record.name.startswith(ref.name + ":"):
+                    return self._view(record)
+            return None
+        try:
+            record = self._client.images.get(str(ref))
+        except NotFound:
+            return None
+        return self._view(record)
+
+    # -- list, inspect, history --------------------------------------------
+
+    def summaries(self, filters: Filters, version: str) -> list[dict[str, Any]]:
+        """``GET /images/json``: one summary per image ID, newest first."""
+        dangling = bool_filter(filters, "dangling")
+        patterns = filters.get("reference", [])
+        summaries = []
+        for group in self._groups().values():
+            named = group.named
+            if dangling is not None and dangling != (not named):
+                continue
+            labels = _labels(group.first.resolved.config)
+            if not all(label_match(s, labels) for s in filters.get("label", [])):
+                continue
+            if any(label_match(s, labels) for s in filters.get("label!", [])):
+                continue
+            if patterns:
+                named = [v for v in named if v.reference and _ref_matches(patterns, v.reference)]
+                if not named:
+                    continue
+            summaries.append(self._summary(group, named, version))
+        summaries.sort(key=lambda s: s["Created"], reverse=True)
+        return summaries
+
+    def _created(self, view: ImageView) -> datetime | None:
+        return _parse_time(view.resolved.config.get("created")) or view.record.created_at
+
+    def _summary(self, group: _Group, named: list[ImageView], version: str) -> dict[str, Any]:
+        first = group.first
+        created = self._created(first)
+        size = first.resolved.size
+        out: dict[str, Any] = {
+            "Id": first.id,
+            "ParentId": "",
+            "RepoTags": [familiar(v.reference) for v in named if v.reference],
+            "RepoDigests": _repo_digests(named),
+            "Created": int(created.timestamp()) if created else 0,
+            "Size": size,
+            "SharedSize": -1,
+            "Labels": _labels(first.resolved.config),
+            "Containers": -1,
+        }
+        if not at_least(version, "1.44"):
+            out["VirtualSize"] = size
+        if at_least(version, "1.48"):
+            out["Descriptor"] = _descriptor_json(first.record.target)
+        return out
+
+    def inspect(self, ref_or_id: str, version: str) -> dict[str, Any]:
+        """``GET /images/{name}/json``."""
+        view, same, _ = self.resolve(ref_or_id)
+        named = [v for v in same if v.reference is not None]
+        cfg = view.resolved.config
+        inner = cfg.get("config")
+        rootfs = cfg.get("rootfs")
+        if not isinstance(rootfs, Mapping):
+            rootfs = {}
+        size = view.resolved.size
+        config: dict[str, Any] = {}
+        if not at_least(version, "1.50"):
+            config = {
+                "Hostname": "",
+                "Domainname": "",
+                "User": "",
+                "AttachStdin": False,
+                "AttachStdout": False,
+                "AttachStderr": False,
+                "Tty": False,
+                "OpenStdin": False,
+                "StdinOnce": False,
+                "Env": None,
+                "Cmd": None,
+                "Image": "",
+                "Volumes": None,
+                "WorkingDir": "",
+                "Entrypoint": None,
+                "OnBuild": None,
+                "Labels": None,
+            }
+        if isinstance(inner, Mapping):
+            config.update(inner)
+        out: dict[str, Any] = {
+            "Id": view.id,
+            "RepoTags": [familiar(v.reference) for v in named if v.reference],
+            "RepoDigests": _repo_digests(named),
+            "Parent": "",
+            "Comment": str(cfg.get("comment", "")),
+            "Created": str(cfg.get("created") or _rfc3339(view.record.created_at)),
+            "DockerVersion": str(cfg.get("docker_version", "")),
+            "Author": str(cfg.get("author", "")),
+            "Config": config,
+            "Architecture": view.resolved.platform.architecture,
+            "Os": view.resolved.platform.os,
+            "Size": size,
+            "GraphDriver": {"Name": self._snapshotter or "overlayfs", "Data": None},
+            "RootFS": {"Type": str(rootfs.get("type", "layers")), "Layers": list(rootfs.get("diff_ids") or [])},
+            "Metadata": {"LastTagTime": _rfc3339(view.record.updated_at)},
+        }
+        if view.resolved.platform.variant:
+            out["Variant"] = view.resolved.platform.variant
+        if cfg.get("os.version"):
+            out["OsVersion"] = str(cfg["os.version"])
+        if not at_least(version, "1.44"):
+            out["VirtualSize"] = size
+        if not at_least(version, "1.45"):
+            out["Container"] = ""
+            out["ContainerConfig"] = None
+        if at_least(version, "1.48"):
+            out["Descriptor"] = _descriptor_json(view.record.target)
+        return out
+
+    def history(self, ref_or_id: str) -> list[dict[str, Any]]:
+        """``GET /images/{name}/history``: the config's history, newest first, layer sizes beside."""
+        view, same, _ = self.resolve(ref_or_id)
+        cfg = view.resolved.config
+        layers = list(view.resolved.manifest.layers)
+        entries = cfg.get("history")
+        if not isinstance(entries, list) or not entries:
+            entries = [{"created": cfg.get("created", "")} for _ in layers] or [{"created": cfg.get("created", "")}]
+        out = []
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                continue
+            size = 0
+            if not entry.get("empty_layer") and layers:
+                size = layers.pop(0).size
+            created = _parse_time(entry.get("created"))
+            out.append(
+                {
+                    "Id": "<missing>",
+                    "Created": int(created.timestamp()) if created else 0,
+                    "CreatedBy": str(entry.get("created_by", "")),
+                    "Tags": None,
+                    "Size": size,
+                    "Comment": str(entry.get("comment", "")),
+                }
+            )
+        out.reverse()
+        if out:
+            out[0]["Id"] = view.id
+            out[0]["Tags"] = [familiar(v.reference) for v in same if v.reference] or None
+        return out
+
+    # -- pull, tag, delete --------------------------------------------------
+
+    def prepare_pull(self, from_image: str, tag: str, platform: str, auth: AuthConfig | None) -> PullJob:
+        """Check a pull's arguments (400 for a bad reference or platform) before its stream starts."""
+        if not from_image:
+            raise InvalidArgument("fromImage is required (importing with fromSrc is not supported yet)")
+        ref = parse_docker(with_tag(from_image, tag))
+        wanted = None
+        if platform:
+            try:
+                wanted = platforms.normalize(platforms.parse(platform))
+            except InvalidArgument as e:
+                raise InvalidArgument(f"invalid platform {platform!r}: {e}") from None
+        return PullJob(ref, wanted, auth)
+
+    def pull(self, job: PullJob, emit: Callable[[Message], None]) -> None:
+        """Pull ``job.ref`` into a record of its full name, reporting Docker's messages to ``emit``."""
+        name = str(job.ref)
+        reporter = PullReporter(emit, job.ref.path, job.ref.digest or job.ref.tag)
+        credentials = job.auth.credentials() if job.auth else None
+        registry = RegistryOptions(
+            plain_http=job.ref.domain in self._insecure,
+            credentials=(lambda _host: credentials) if credentials else None,
+        )
+        with self._names:
+            old = None
+            with contextlib.suppress(NotFound):
+                old = self._client.images.get(name)
+            image = self._client.pull(
+                name,
+                platforms=[job.platform] if job.platform else (),
+                registry=registry,
+                progress=reporter,
+                unpack=self._unpack,
+                snapshotter=self._snapshotter,
+            )
+            if old is not None and old.target.digest != image.target.digest:
+                self._keep_dangling(old)
+            with contextlib.suppress(NotFound):
+                self._client.images.delete(dangling_name(image.target.digest))
+        newer = old is None or old.target.digest != image.target.digest or reporter.downloaded
+        reporter.finish(image.target.digest, familiar(job.ref), newer)
+
+    def _keep_dangling(self, old: Image) -> None:
+        """``old`` lost its name: keep its content as a dangling image unless another name holds it."""
+        if any(r.target.digest == old.target.digest for r in self._client.images.list()):
+            return
+        labels = {k: v for k, v in old.labels.items() if k not in _NAME_LABELS}
+        with contextlib.suppress(AlreadyExists):
+            self._client.images.create(replace(old, name=dangling_name(old.target.digest), labels=labels))
+
+    def tag(self, source: str, repo: str, tag: str) -> None:
+        """``POST /images/{name}/tag``: one more name for the image; a name taken is moved."""
+        view, _, _ = self.resolve(source)
+        if not repo:
+            raise InvalidArgument("repository name must have at least one component")
+        ref = parse_docker(with_tag(repo, tag))
+        if ref.digest:
+            raise InvalidArgument("refusing to create a tag with a digest reference")
+        target = view.record.target
+        labels = {k: v for k, v in view.record.labels.items() if k not in _NAME_LABELS}
+        record = Image(name=str(ref), target=target, labels=labels)
+        with self._names:
+            try:
+                self._client.images.create(record)
+            except AlreadyExists:
+                old = self._client.images.get(record.name)
+                if old.target.digest == target.digest:
+                    return
+                self._client.images.update(record, ["target", "labels"])
+                self._keep_dangling(old)
+            with contextlib.suppress(NotFound):
+                self._client.images.delete(dangling_name(target.digest))
+
+    def delete(self, ref_or_id: str, force: bool) -> list[dict[str, str]]:
+        """``DELETE /images/{name}``: untag a name; delete the image when its last name goes (or by ID)."""
+        with self._names:
+            view, same, by_id = self.resolve(ref_or_id)
+            named = [v for v in same if v.reference is not None]
+            if by_id:
+                if len(named) > 1 and not force:
+                    raise Conflict(
+                        f"conflict: unable to delete {_short(view.id)} (must be forced) - "
+                        "image is referenced in multiple repositories"
+                    )
+                doomed = same
+            elif any(v.record.name != view.record.name for v in named):
+                doomed = [view]
+            else:
+                doomed = same
+            records: list[dict[str, str]] = []
+            for i, v in enumerate(doomed):
+                self._client.images.delete(v.record.name, sync=i == len(doomed) - 1)
+                if v.reference is not None:
+                    records.append({"Untagged": familiar(v.reference)})
+            if doomed is same:
+                records.append({"Deleted": view.id})
+            return records
+
+    def count(self) -> int:
+        return len(self._groups())
+
+
+def _short(image_id: str) -> str:
+    return image_id.partition(":")[2][:12]
+
+
+def _ref_matches(patterns: Sequence[str], ref: Reference) -> bool:
+    names = (familiar(ref), familiar_name(ref))
+    return any(glob_match(p, n) for p in patterns for n in names)
+
+
+def _repo_digests(named: Sequence[ImageView]) -> list[str]:
+    out: list[str] = []
+    for v in named:
+        if v.reference is None:
+            continue
+        entry = f"{familiar_name(v.reference)}@{v.record.target.digest}"
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
+def _descriptor_json(desc: Descriptor) -> dict[str, Any]:
+    out: dict[str, Any] = {"mediaType": desc.media_type, "digest": desc.digest, "size": desc.size}
+    if desc.annotations:
+        out["annotations"] = dict(desc.annotations)
+    return out
