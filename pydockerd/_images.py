@@ -22,7 +22,7 @@ from typing import Any
 
 from pycontainerd import platforms
 from pycontainerd.client import Client, RegistryOptions
-from pycontainerd.content import read_blob
+from pycontainerd.content import Provider, ReaderAt, read_blob
 from pycontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from pycontainerd.images import Descriptor, Image
 from pycontainerd.images.manifest import MAX_CONFIG_SIZE, Manifest
@@ -43,9 +43,55 @@ _NAME_LABELS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        return self._data[offset : offset + n]
+
+    def close(self) -> None:
+        pass
+
+
+class _Documents:
+    """The content store as a Provider that keeps the documents it reads (indexes, manifests, configs).
+
+    Blobs are named by digest, so a copy is good for ever; what is missing is
+    asked again each time, as a later pull may bring it.
+    """
+
+    def __init__(self, store: Provider, budget: int = 64 << 20) -> None:
+        self._store = store
+        self._budget = budget
+        self._used = 0
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def read(self, digest: str) -> bytes:
+        with self._lock:
+            data = self._blobs.get(digest)
+        if data is None:
+            data = read_blob(self._store, digest)
+            with self._lock:
+                if self._used + len(data) > self._budget:
+                    self._blobs.clear()
+                    self._used = 0
+                self._blobs[digest] = data
+                self._used += len(data)
+        return data
+
+    def reader_at(self, digest: str) -> ReaderAt:
+        return _BytesReader(self.read(digest))
+
+
 @dataclass(frozen=True)
 class _Resolved:
-    """What a target shows on the platform in use: content-addressed, so cached for good."""
+    """What a target shows on the platform in use."""
 
     manifest_desc: Descriptor
     manifest: Manifest
@@ -147,49 +193,42 @@ class ImageService:
         self._insecure = set(insecure_registries)
         self._unpack = unpack
         self._snapshotter = snapshotter
-        self._cache: dict[str, _Resolved | None] = {}
-        self._lock = threading.Lock()
+        self._documents = _Documents(client.content)
         # Name changes (tag, pull, delete) are read-modify-write on records: one at a time.
         self._names = threading.Lock()
 
     # -- reading ------------------------------------------------------------
 
-    def _read_config(self, digest: str) -> Mapping[str, Any]:
-        info = self._client.content.info(digest)
-        if info.size > MAX_CONFIG_SIZE:
-            raise InvalidArgument(f"image config {digest} is too large")
-        doc = json.loads(read_blob(self._client.content, digest))
+    def _read_config(self, desc: Descriptor) -> Mapping[str, Any]:
+        if desc.size > MAX_CONFIG_SIZE:
+            raise InvalidArgument(f"image config {desc.digest} is too large")
+        try:
+            doc = json.loads(self._documents.read(desc.digest))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidArgument(f"image config {desc.digest} is not JSON") from None
         if not isinstance(doc, dict):
-            raise InvalidArgument(f"image config {digest} is not a JSON object")
+            raise InvalidArgument(f"image config {desc.digest} is not a JSON object")
         return doc
 
     def _resolve_target(self, target: Descriptor) -> _Resolved | None:
-        with self._lock:
-            if target.digest in self._cache:
-                return self._cache[target.digest]
-        content = self._client.content
+        """The platform in use: this host's if its content is here, else the first whose content is."""
+        documents = self._documents
         matchers: list[platforms.Matcher] = [platforms.default_matcher()]
         with contextlib.suppress(NotFound, InvalidArgument):
-            matchers += [platforms.only_strict(p) for p in image_platforms(content, target)]
-        found: _Resolved | None = None
+            matchers += [platforms.only_strict(p) for p in image_platforms(documents, target)]
         for matcher in matchers:
             try:
-                desc, manifest = manifest_for(content, target, matcher)
-                config = self._read_config(manifest.config.digest)
+                desc, manifest = manifest_for(documents, target, matcher)
+                config = self._read_config(manifest.config)
                 for layer in manifest.layers:
-                    content.info(layer.digest)
-                size = image_size(content, target, matcher)
+                    self._client.content.info(layer.digest)
+                size = image_size(documents, target, matcher)
             except NotFound:
                 continue
             os_, arch = str(config.get("os", "")), str(config.get("architecture", ""))
-            platform = platforms.normalize(platforms.Platform(os_, arch, str(config.get("variant", ""))))
-            found = _Resolved(desc, manifest, manifest.config.digest, config, platform, size)
-            break
-        with self._lock:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            self._cache[target.digest] = found
-        return found
+            platform = platforms.Platform(os_, arch, str(config.get("variant", "")))
+            return _Resolved(desc, manifest, manifest.config.digest, config, platform, size)
+        return None
 
     def views(self) -> list[ImageView]:
         """Every record whose content for some platform is here."""
@@ -422,28 +461,41 @@ class ImageService:
             old = None
             with contextlib.suppress(NotFound):
                 old = self._client.images.get(name)
-            image = self._client.pull(
-                name,
-                platforms=[job.platform] if job.platform else (),
-                registry=registry,
-                progress=reporter,
-                unpack=self._unpack,
-                snapshotter=self._snapshotter,
-            )
-            if old is not None and old.target.digest != image.target.digest:
-                self._keep_dangling(old)
+            # Held as dangling before the name may move: once the name leaves it, its content is collectable.
+            held = old is not None and self._hold_dangling(old)
+            image: Image | None = None
+            try:
+                image = self._client.pull(
+                    name,
+                    platforms=[job.platform] if job.platform else (),
+                    registry=registry,
+                    progress=reporter,
+                    unpack=self._unpack,
+                    snapshotter=self._snapshotter,
+                )
+            finally:
+                if held and old is not None and (image is None or image.target.digest == old.target.digest):
+                    with contextlib.suppress(NotFound):
+                        self._client.images.delete(dangling_name(old.target.digest))
             with contextlib.suppress(NotFound):
                 self._client.images.delete(dangling_name(image.target.digest))
         newer = old is None or old.target.digest != image.target.digest or reporter.downloaded
         reporter.finish(image.target.digest, familiar(job.ref), newer)
 
-    def _keep_dangling(self, old: Image) -> None:
-        """``old`` lost its name: keep its content as a dangling image unless another name holds it."""
-        if any(r.target.digest == old.target.digest for r in self._client.images.list()):
-            return
+    def _hold_dangling(self, old: Image) -> bool:
+        """Keep ``old``'s content as a dangling image if no other name holds it; whether a record was made.
+
+        Made before ``old``'s name moves away, as Docker's store does: the
+        daemon may collect what no record references as soon as it can.
+        """
+        if any(r.target.digest == old.target.digest and r.name != old.name for r in self._client.images.list()):
+            return False
         labels = {k: v for k, v in old.labels.items() if k not in _NAME_LABELS}
-        with contextlib.suppress(AlreadyExists):
+        try:
             self._client.images.create(replace(old, name=dangling_name(old.target.digest), labels=labels))
+        except AlreadyExists:
+            return False
+        return True
 
     def tag(self, source: str, repo: str, tag: str) -> None:
         """``POST /images/{name}/tag``: one more name for the image; a name taken is moved."""
@@ -463,8 +515,13 @@ class ImageService:
                 old = self._client.images.get(record.name)
                 if old.target.digest == target.digest:
                     return
-                self._client.images.update(record, ["target", "labels"])
-                self._keep_dangling(old)
+                held = self._hold_dangling(old)
+                try:
+                    self._client.images.update(record, ["target", "labels"])
+                except BaseException:
+                    if held:
+                        self._client.images.delete(dangling_name(old.target.digest))
+                    raise
             with contextlib.suppress(NotFound):
                 self._client.images.delete(dangling_name(target.digest))
 
