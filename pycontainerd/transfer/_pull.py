@@ -384,11 +384,11 @@ def pull(
     opts = opts or FetchOptions()
     cancel = cancel or threading.Event()
     resolved, root = _resolve(resolver, ref, progress)
-    walk = _Fetch(resolved, resolver.fetcher(resolved), store, opts=opts, progress=progress, cancel=cancel)
+    job = _Fetch(resolved, resolver.fetcher(resolved), store, opts=opts, progress=progress, cancel=cancel)
     if unpack:
-        _fetch_unpacking(walk, root, unpack)
+        _fetch_unpacking(job, root, unpack)
     else:
-        walk.run(root)
+        job.run(root)
     image = Image(name=name or resolved, target=root, labels=dict(opts.labels))
     saved = save(images, image)
     progress(Progress(event="saved", name=saved.name, desc=root))
@@ -396,21 +396,21 @@ def pull(
     return saved
 
 
-def _fetch_unpacking(walk: _Fetch, root: Descriptor, targets: Sequence[UnpackTarget]) -> None:
-    """Run ``walk`` with an :class:`Unpacker` following it; raise the failure that came first."""
+def _fetch_unpacking(job: _Fetch, root: Descriptor, targets: Sequence[UnpackTarget]) -> None:
+    """Run ``job`` with an :class:`Unpacker` following it; raise the failure that came first."""
     from ..unpack import Unpacker  # with the differ it brings: only pulls that unpack load it
 
-    report = walk.progress
+    report = job.progress
     unpacker = Unpacker(
-        walk.store,
+        job.store,
         root,
         targets,
-        cancel=walk.cancel,
+        cancel=job.cancel,
         progress=lambda e: report(Progress(event=e.state, name=ref_key(e.layer), desc=e.layer)),
     )
-    walk.stored = unpacker.stored
+    job.stored = unpacker.stored
     try:
-        walk.run(root)
+        job.run(root)
     except BaseException:
         unpacker.fetch_ended(False)
         unpacker.join()
