@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,6 @@ REF = "example.com/test/busybox:1"
 
 pytestmark = [
     pytest.mark.containerd,
-    pytest.mark.skipif(not os.access(CTR, os.X_OK), reason=f"{CTR} is not installed"),
 ]
 
 

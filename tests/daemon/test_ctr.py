@@ -23,7 +23,6 @@ CTR = "/usr/bin/ctr"
 
 pytestmark = [
     pytest.mark.containerd,
-    pytest.mark.skipif(not os.access(CTR, os.X_OK), reason=f"{CTR} is not installed"),
 ]
 
 

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from .layers import LayerTar
 from .treecmp import differences, snapshot_tree
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed"),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: umoci unpack without --rootless, overlay mounts"),
 ]
 

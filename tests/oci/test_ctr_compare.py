@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import socket
 import subprocess
 from pathlib import Path
@@ -55,7 +54,6 @@ NS = "ocitest"
 
 pytestmark = [
     pytest.mark.containerd,
-    pytest.mark.skipif(not os.access(CTR, os.X_OK), reason=f"{CTR} is not installed"),
 ]
 
 IMAGE_CONFIG: dict[str, Any] = {

@@ -119,7 +119,7 @@ def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
     name: str = request.param
     binary = RUNTIMES[name]
     if not os.access(binary, os.X_OK):
-        pytest.skip(f"{binary} is not installed")
+        pytest.fail(f"{binary} is not installed: `make test` installs it first")
     state = Path(tempfile.mkdtemp(prefix=f"oci-{name}-"))  # short: runtimes put sockets in their state
     rt = Runtime(name, binary, state, f"ocitest-{uuid.uuid4().hex[:12]}")
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,6 @@ CTR = "/usr/bin/ctr"
 
 pytestmark = [
     pytest.mark.containerd,
-    pytest.mark.skipif(not os.access(CTR, os.X_OK), reason=f"{CTR} is not installed"),
 ]
 
 

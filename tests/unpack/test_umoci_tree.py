@@ -9,7 +9,6 @@ of the same OCI layout.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from tests.diff.treecmp import differences, snapshot_tree
 from tests.distribution.support import pyctr, run
 from tests.fixtures.daemon import PycontainerdDaemon
 from tests.fixtures.registry import Registry
-
-pytestmark = pytest.mark.skipif(shutil.which("umoci") is None, reason="umoci is not installed")
 
 
 @pytest.mark.parametrize("snapshotter", ["overlayfs", "native"])
