@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from pycontainerd import errors
+from pycontainerd.api import typeurl
+from pycontainerd.api.cgroups.v1 import metrics_pb2 as cg1
 from pycontainerd.client import Attached, Client, new_fifo_set
 from pycontainerd.tasks import Exit, Status
 from tests.tasks.conftest import make_container
@@ -101,6 +103,10 @@ def test_exec_kill_and_refusals(client: tuple[Client, str, Path]) -> None:
         c.tasks.pause(id)
         assert c.tasks.get(id).status is Status.PAUSED
         c.tasks.resume(id)
+        c.tasks.update(id, {"memory": {"limit": 96 << 20}, "pids": {"limit": 42}})
+        [(mid, data)] = c.tasks.metrics([id])
+        stats = typeurl.unpack(data, cg1.Metrics)
+        assert mid == id and stats.memory.usage.limit == 96 << 20 and stats.pids.limit == 42
         # The init is pid 1 of its namespace: SIGTERM without a handler is ignored there, SIGKILL is not.
         c.tasks.kill(id, signal.SIGKILL)
         assert c.tasks.wait(id).status == 128 + signal.SIGKILL
