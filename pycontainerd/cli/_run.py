@@ -18,8 +18,7 @@ from typing import Any
 
 from .. import oci
 from ..api.runtime.runc.options import oci_pb2 as runc_pb
-from ..client import Client
-from ..client._cio import readers_held
+from ..client import Client, readers_held
 from ..containers import Container, RuntimeInfo, TypedValue
 from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
 from ..images.walk import config_for

@@ -14,8 +14,7 @@ from google.protobuf.json_format import MessageToDict
 from ..api import typeurl
 from ..api.cgroups.v1 import metrics_pb2 as cg1
 from ..api.cgroups.v2 import metrics_pb2 as cg2
-from ..client import Client, new_fifo_set, remove_fifos_of
-from ..client._cio import readers_held
+from ..client import Client, new_fifo_set, readers_held, remove_fifos_of
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..events.exchange import decode
 from ..tasks import IO, NO_IO, Status

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._cio import Attached, FifoSet, fifo_set_of, new_fifo_set, remove_fifos_of
+    from ._cio import FIFO_ROOT, Attached, FifoSet, fifo_set_of, new_fifo_set, readers_held, remove_fifos_of
     from ._client import DEFAULT_TIMEOUT, Client, InitError, PluginInfo
     from ._containers import ContainerStore
     from ._events import EventService
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "FIFO_ROOT",
     "Attached",
     "Client",
     "Connection",
@@ -47,13 +48,14 @@ __all__ = [
     "fifo_set_of",
     "new_fifo_set",
     "random_lease_id",
+    "readers_held",
     "remove_fifos_of",
     "translated",
 ]
 
 # Where each name of __all__ lives (tests/unit/test_exports.py checks the two agree).
 _HOMES = {
-    "_cio": ("Attached", "FifoSet", "fifo_set_of", "new_fifo_set", "remove_fifos_of"),
+    "_cio": ("FIFO_ROOT", "Attached", "FifoSet", "fifo_set_of", "new_fifo_set", "readers_held", "remove_fifos_of"),
     "_client": ("DEFAULT_TIMEOUT", "Client", "InitError", "PluginInfo"),
     "_containers": ("ContainerStore",),
     "_events": ("EventService",),

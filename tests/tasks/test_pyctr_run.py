@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pycontainerd.client import Client
-from pycontainerd.client._cio import FIFO_ROOT
+from pycontainerd.client import FIFO_ROOT, Client
 from tests.tasks.conftest import NS, REF
 
 pytestmark = pytest.mark.containerd
