@@ -8,18 +8,20 @@ over its gRPC API.  Run it as ``pydockerd`` or ``python -m pydockerd``.
 
 from __future__ import annotations
 
-from ._api import VERSION, EngineAPI, EngineOptions
+from ._backend import Backend, EngineOptions
 from ._daemon import Daemon, DaemonConfig
 from ._images import ImageService
-from ._version import MAX_VERSION, MIN_VERSION
+from ._version import MAX_VERSION, MIN_VERSION, VERSION
+from .routes import build_router
 
 __all__ = [
     "MAX_VERSION",
     "MIN_VERSION",
     "VERSION",
+    "Backend",
     "Daemon",
     "DaemonConfig",
-    "EngineAPI",
     "EngineOptions",
     "ImageService",
+    "build_router",
 ]

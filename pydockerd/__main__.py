@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from pycontainerd.errors import ContainerdError
 
-from ._api import VERSION
 from ._daemon import DEFAULT_CONTAINERD, DEFAULT_HOST, DEFAULT_NAMESPACE, Daemon, DaemonConfig
+from ._version import VERSION
 
 __all__ = ["main"]
 

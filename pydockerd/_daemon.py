@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pycontainerd.client import Client
 from pycontainerd.errors import InvalidArgument
 
-from ._api import EngineAPI, EngineOptions
+from ._backend import Backend, EngineOptions
+from ._events import EventLog
 from ._http import serve_connection
 from ._images import ImageService
+from .routes import build_router
 
 __all__ = ["DEFAULT_CONTAINERD", "DEFAULT_HOST", "DEFAULT_NAMESPACE", "Daemon", "DaemonConfig", "socket_path"]
 
@@ -61,18 +63,21 @@ class Daemon:
         self.config = config
         self.path = socket_path(config.host)
         self.client = Client(config.containerd_address, namespace=config.namespace)
+        self.events = EventLog()
         self.images = ImageService(
             self.client,
             insecure_registries=config.insecure_registries,
             unpack=config.unpack,
             snapshotter=config.snapshotter,
+            events=self.events,
         )
         options = EngineOptions(
             containerd_address=config.containerd_address,
             namespace=config.namespace,
             insecure_registries=tuple(config.insecure_registries),
         )
-        self.app = EngineAPI(self.client, self.images, options).router()
+        self.backend = Backend(self.client, self.images, options, self.events)
+        self.app = build_router(self.backend)
 
     def check_containerd(self) -> tuple[str, str]:
         """containerd's version: raises Unavailable (naming the address) when nothing answers."""

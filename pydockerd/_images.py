@@ -31,6 +31,7 @@ from pycontainerd.reference import Reference
 
 from ._auth import AuthConfig
 from ._errors import Conflict, NoSuchImage
+from ._events import EventLog
 from ._filters import Filters, bool_filter, glob_match, label_match
 from ._progress import Message, PullReporter
 from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
@@ -188,8 +189,10 @@ class ImageService:
         insecure_registries: Sequence[str] = (),
         unpack: bool = True,
         snapshotter: str = "",
+        events: EventLog | None = None,
     ) -> None:
         self._client = client
+        self._events = events if events is not None else EventLog()
         self._insecure = set(insecure_registries)
         self._unpack = unpack
         self._snapshotter = snapshotter
@@ -481,6 +484,7 @@ class ImageService:
                 self._client.images.delete(dangling_name(image.target.digest))
         newer = old is None or old.target.digest != image.target.digest or reporter.downloaded
         reporter.finish(image.target.digest, familiar(job.ref), newer)
+        self._events.publish("image", "pull", familiar(job.ref), {"name": familiar(job.ref)})
 
     def _hold_dangling(self, old: Image) -> bool:
         """Keep ``old``'s content as a dangling image if no other name holds it; whether a record was made.
@@ -524,6 +528,7 @@ class ImageService:
                     raise
             with contextlib.suppress(NotFound):
                 self._client.images.delete(dangling_name(target.digest))
+        self._events.publish("image", "tag", view.id, {"name": familiar(ref)})
 
     def delete(self, ref_or_id: str, force: bool) -> list[dict[str, str]]:
         """``DELETE /images/{name}``: untag a name; delete the image when its last name goes (or by ID)."""
@@ -546,8 +551,10 @@ class ImageService:
                 self._client.images.delete(v.record.name, sync=i == len(doomed) - 1)
                 if v.reference is not None:
                     records.append({"Untagged": familiar(v.reference)})
+                    self._events.publish("image", "untag", view.id, {"name": familiar(v.reference)})
             if doomed is same:
                 records.append({"Deleted": view.id})
+                self._events.publish("image", "delete", view.id, {"name": view.id})
             return records
 
     def count(self) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
+from pycontainerd import __version__ as VERSION
 from pycontainerd.errors import InvalidArgument
 
-__all__ = ["DEFAULT_VERSION", "MAX_VERSION", "MIN_VERSION", "at_least", "split_version"]
+__all__ = ["DEFAULT_VERSION", "MAX_VERSION", "MIN_VERSION", "VERSION", "at_least", "split_version"]
 
 MIN_VERSION = "1.41"
 MAX_VERSION = "1.50"

@@ -1,8 +1,9 @@
-"""The real docker CLI against pydockerd: version, info, pull, images, inspect, tag, rmi."""
+"""The real docker CLI against pydockerd: version, info, pull, images, inspect, tag, rmi, events."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.distribution.support import seed, two_platforms
@@ -68,6 +69,18 @@ def test_pull_images_inspect_tag_rmi(pydockerd: Pydockerd, registry: Registry, t
     assert "Untagged: team/app:latest" in out
     assert f"Deleted: {config_digest}" in out
     assert pydockerd.docker("images", "-q").stdout.strip() == ""
+
+    # What happened, as `docker events` replays it.  The CLI sends whole seconds, so the window ends at the
+    # next one; then the stream ends too.
+    until = str(int(time.time()) + 1)
+    out = pydockerd.docker("events", "--since", "0", "--until", until, "--format", "{{.Type}} {{.Action}}").stdout
+    assert out.splitlines() == [
+        "image pull", "image pull", "image tag", "image tag", "image untag",
+        "image untag", "image untag", "image delete",
+    ]  # fmt: skip
+    out = pydockerd.docker("events", "--since", "0", "--until", until, "--filter", "event=tag",
+                           "--format", "{{.Actor.Attributes.name}}").stdout  # fmt: skip
+    assert out.split() == ["mybox:v1", "team/app:latest"]
 
 
 def test_pull_platform(pydockerd: Pydockerd, registry: Registry, tmp_path: Path) -> None:

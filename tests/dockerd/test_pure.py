@@ -116,3 +116,32 @@ def test_pull_messages() -> None:
         ("", "Status: Downloaded newer image for busybox:latest"),
     ]
     assert out[3]["progressDetail"] == {"current": 4, "total": 10}
+
+
+def test_event_filters() -> None:
+    from pydockerd._events import Event, matches
+
+    pull = Event("image", "pull", "busybox:latest", {"name": "busybox:latest"}, 5)
+    start = Event("container", "exec_start: sh -c true", "c0ffee" * 10, {"name": "web", "image": "busybox"}, 6)
+    assert matches(pull, {})
+    assert matches(pull, {"type": ["image"]}) and not matches(pull, {"type": ["container"]})
+    assert matches(start, {"event": ["exec_start"]}) and not matches(start, {"event": ["start"]})
+    assert matches(start, {"container": ["web"]}) and matches(start, {"container": ["c0ffee"]})
+    assert not matches(pull, {"container": ["busybox:latest"]})
+    assert matches(start, {"image": ["busybox"]}) and matches(pull, {"image": ["busybox:latest"]})
+    assert matches(start, {"label": ["name=web"]}) and not matches(start, {"label": ["name=db"]})
+    assert matches(start, {"type": ["container"], "event": ["exec_start"]})
+    assert not matches(start, {"type": ["container"], "event": ["die"]})
+
+
+def test_event_times() -> None:
+    from pydockerd.routes.system import parse_time
+
+    now = 1_000.0
+    assert parse_time("", now) is None
+    assert parse_time("12.5", now) == 12_500_000_000
+    assert parse_time("10s", now) == 990 * 10**9
+    assert parse_time("2m", now) == 880 * 10**9
+    assert parse_time("1970-01-01T00:00:10Z", now) == 10 * 10**9
+    with pytest.raises(InvalidArgument, match="invalid time value"):
+        parse_time("yesterday", now)

@@ -1,0 +1,88 @@
+"""Image endpoints: list, inspect, history, create (pull), tag, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from functools import partial
+
+from .._auth import decode_auth
+from .._backend import Backend
+from .._errors import status_and_message
+from .._filters import parse_filters
+from .._http import Request, Response
+from .._images import IMAGE_FILTERS
+from .._progress import Message, error_message
+from .._router import Router
+
+__all__ = ["register"]
+
+
+def register(r: Router, b: Backend) -> None:
+    r.add("GET", "/images/json", partial(images_list, b))
+    r.add("POST", "/images/create", partial(images_create, b))
+    r.add("GET", "/images/{name:.+}/json", partial(images_inspect, b))
+    r.add("GET", "/images/{name:.+}/history", partial(images_history, b))
+    r.add("POST", "/images/{name:.+}/tag", partial(images_tag, b))
+    r.add("DELETE", "/images/{name:.+}", partial(images_delete, b))
+
+
+def _line(msg: Message) -> bytes:
+    return json.dumps(msg).encode() + b"\r\n"
+
+
+async def images_list(b: Backend, req: Request) -> Response:
+    filters = parse_filters(req.arg("filters"), IMAGE_FILTERS)
+    return Response.json(await b.call(b.images.summaries, filters, req.version))
+
+
+async def images_inspect(b: Backend, req: Request) -> Response:
+    return Response.json(await b.call(b.images.inspect, req.params["name"], req.version))
+
+
+async def images_history(b: Backend, req: Request) -> Response:
+    return Response.json(await b.call(b.images.history, req.params["name"]))
+
+
+async def images_tag(b: Backend, req: Request) -> Response:
+    await b.call(b.images.tag, req.params["name"], req.arg("repo"), req.arg("tag"))
+    return Response(201)
+
+
+async def images_delete(b: Backend, req: Request) -> Response:
+    return Response.json(await b.call(b.images.delete, req.params["name"], req.flag("force")))
+
+
+async def images_create(b: Backend, req: Request) -> Response:
+    """A pull: errors before the first message get their own status; later ones end the stream."""
+    auth = decode_auth(req.headers.get("x-registry-auth", ""))
+    job = b.images.prepare_pull(req.arg("fromImage"), req.arg("tag"), req.arg("platform"), auth)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def emit(msg: Message) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, _line(msg))
+
+    def run() -> None:
+        try:
+            b.images.pull(job, emit)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    done = loop.run_in_executor(None, run)
+    first = await queue.get()
+    if first is None:
+        await done  # failed before it said anything: the router answers with the error's status
+        return Response.json([])
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield first
+        while (item := await queue.get()) is not None:
+            yield item
+        try:
+            await done
+        except Exception as e:
+            yield _line(error_message(status_and_message(e)[1]))
+
+    return Response.stream(chunks())
