@@ -21,6 +21,7 @@ __all__ = [
     "MethodNotAllowed",
     "NoSuchImage",
     "PageNotFound",
+    "RequestTooLarge",
     "error_body",
     "status_and_message",
 ]
@@ -36,6 +37,12 @@ class Conflict(ContainerdError):
 
 class MethodNotAllowed(ContainerdError):
     http_status = 405
+
+
+class RequestTooLarge(ContainerdError):
+    """A request body over the limit of its route."""
+
+    http_status = 413
 
 
 class NoSuchImage(NotFound):

@@ -36,22 +36,26 @@ class Router:
     """Dispatch to handlers; ``headers`` go on every response (dockerd's Api-Version, Server, ...)."""
 
     def __init__(self, headers: Sequence[tuple[str, str]] = ()) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler, bool]] = []
         self._headers = list(headers)
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
-        self._routes.append((method.upper(), compile_pattern(pattern), handler))
+    def add(self, method: str, pattern: str, handler: Handler, *, stream: bool = False) -> None:
+        """Route ``method`` on ``pattern`` to ``handler``; with ``stream`` the handler reads the body itself."""
+        self._routes.append((method.upper(), compile_pattern(pattern), handler, stream))
 
-    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        """The handler of ``method`` on ``path`` and the parameters; PageNotFound or MethodNotAllowed."""
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str], bool]:
+        """The handler of ``method`` on ``path``, its parameters and whether it streams its body.
+
+        PageNotFound or MethodNotAllowed when there is none.
+        """
         wanted = "GET" if method == "HEAD" else method
         allowed = False
-        for route_method, regex, handler in self._routes:
+        for route_method, regex, handler, stream in self._routes:
             m = regex.match(path)
             if m is None:
                 continue
             if route_method in (method, wanted):
-                return handler, m.groupdict()
+                return handler, m.groupdict(), stream
             allowed = True
         if allowed:
             raise MethodNotAllowed(f"method {method} not allowed on {path}")
@@ -60,7 +64,9 @@ class Router:
     async def __call__(self, request: Request) -> Response:
         try:
             request.version, path = split_version(request.path)
-            handler, request.params = self.resolve(request.method, path)
+            handler, request.params, stream = self.resolve(request.method, path)
+            if not stream:
+                request.body = await request.read()
             response = await handler(request)
         except Exception as e:
             status, message = status_and_message(e)
