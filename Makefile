@@ -53,7 +53,9 @@ typecheck: install
 test: install lint typecheck
 	$(VENV)/bin/pytest -q tests
 
+# docker.io (dockerd 20.10, for the Docker benchmark) is installed here only: make test does not need it.
 bench: install
+	sh bench/install-docker-io.sh
 	$(PY) bench/run.py
 
 clean:
