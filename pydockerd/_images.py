@@ -33,6 +33,8 @@ from ._auth import AuthConfig
 from ._errors import Conflict, NoSuchImage
 from ._events import EventLog
 from ._filters import Filters, bool_filter, glob_match, label_match
+from ._imagepush import PushJob, prepare_push, run_push
+from ._manifests import parse_platform
 from ._progress import Message, PullReporter
 from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
 from ._version import at_least
@@ -559,6 +561,15 @@ class ImageService:
 
     def count(self) -> int:
         return len(self._groups())
+
+    # -- push ---------------------------------------------------------------
+
+    def prepare_push(self, name: str, tag: str, platform: str, auth: AuthConfig | None) -> PushJob:
+        """Check a push before its stream starts: 404 for an unknown tag, 400 for bad input."""
+        return prepare_push(self._client, name, tag, parse_platform(platform), auth)
+
+    def push(self, job: PushJob, emit: Callable[[Message], None]) -> None:
+        run_push(self._client, job, emit, self._events, self._insecure)
 
 
 def _short(image_id: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pycontainerd.transfer.progress import Progress
 
-__all__ = ["Message", "PullReporter", "error_message", "progress_bar"]
+__all__ = ["Message", "PullReporter", "PushReporter", "aux_message", "error_message", "progress_bar", "short_id"]
 
 Message = dict[str, Any]
 _BAR = 50
@@ -123,3 +123,59 @@ class PullReporter:
                 self._emit({"status": f"Status: Downloaded newer image for {familiar_ref}"})
             else:
                 self._emit({"status": f"Status: Image is up to date for {familiar_ref}"})
+
+
+def aux_message(aux: Message) -> Message:
+    """A message carrying data for the client rather than text (a push's result)."""
+    return {"progressDetail": {}, "aux": aux}
+
+
+class PushReporter:
+    """Turns one push's progress events into Docker's per-layer messages; thread-safe.
+
+    Only layers are shown, each by its short id: ``Preparing`` when the push
+    starts, ``Pushing`` with progress, then ``Pushed``, ``Layer already
+    exists`` or ``Mounted from <repository>``.  ``mounted_from`` names the
+    repository a mounted blob came from.
+    """
+
+    def __init__(self, emit: Callable[[Message], None], mounted_from: Callable[[str], str] | None = None) -> None:
+        self._emit = emit
+        self._mounted_from = mounted_from
+        self._lock = threading.Lock()
+        self._done: set[str] = set()
+        self._started: set[str] = set()
+
+    def _layer(self, layer: str, status: str, current: int = -1, total: int = 0) -> None:
+        msg: Message = {"status": status, "progressDetail": {}, "id": layer}
+        if current >= 0:
+            msg["progressDetail"] = {"current": current, "total": total}
+            msg["progress"] = progress_bar(current, total)
+        self._emit(msg)
+
+    def __call__(self, p: Progress) -> None:
+        if not p.name.startswith("layer-"):
+            return
+        digest = p.name.removeprefix("layer-")
+        layer = short_id(digest)
+        with self._lock:
+            if layer in self._done:
+                return
+            if p.event == "waiting":
+                if layer not in self._started:
+                    self._started.add(layer)
+                    self._layer(layer, "Preparing")
+            elif p.event == "uploading":
+                self._layer(layer, "Pushing", p.progress, p.total)
+            elif p.event == "complete":
+                self._done.add(layer)
+                if p.total:
+                    self._layer(layer, "Pushing", p.total, p.total)
+                self._layer(layer, "Pushed")
+            elif p.event == "already exists":
+                self._done.add(layer)
+                self._layer(layer, "Layer already exists")
+            elif p.event == "mounted":
+                self._done.add(layer)
+                source = self._mounted_from(digest) if self._mounted_from else ""
+                self._layer(layer, f"Mounted from {source}" if source else "Pushed")

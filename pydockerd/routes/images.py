@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 from .._auth import decode_auth
@@ -25,6 +25,7 @@ def register(r: Router, b: Backend) -> None:
     r.add("GET", "/images/{name:.+}/json", partial(images_inspect, b))
     r.add("GET", "/images/{name:.+}/history", partial(images_history, b))
     r.add("POST", "/images/{name:.+}/tag", partial(images_tag, b))
+    r.add("POST", "/images/{name:.+}/push", partial(images_push, b))
     r.add("DELETE", "/images/{name:.+}", partial(images_delete, b))
 
 
@@ -54,10 +55,12 @@ async def images_delete(b: Backend, req: Request) -> Response:
     return Response.json(await b.call(b.images.delete, req.params["name"], req.flag("force")))
 
 
-async def images_create(b: Backend, req: Request) -> Response:
-    """A pull: errors before the first message get their own status; later ones end the stream."""
-    auth = decode_auth(req.headers.get("x-registry-auth", ""))
-    job = b.images.prepare_pull(req.arg("fromImage"), req.arg("tag"), req.arg("platform"), auth)
+async def _progress(b: Backend, work: Callable[[Callable[[Message], None]], None]) -> Response:
+    """Run ``work(emit)`` in a thread and stream what it emits as JSON lines.
+
+    An error before the first message gets its own status (the router
+    answers it); a later one ends the stream with Docker's error message.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
@@ -66,7 +69,7 @@ async def images_create(b: Backend, req: Request) -> Response:
 
     def run() -> None:
         try:
-            b.images.pull(job, emit)
+            work(emit)
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
@@ -86,3 +89,22 @@ async def images_create(b: Backend, req: Request) -> Response:
             yield _line(error_message(status_and_message(e)[1]))
 
     return Response.stream(chunks())
+
+
+def _platform_arg(req: Request) -> str:
+    """The platform a request asks for: the ``platform`` query (JSON), else the X-Requested-Platform header."""
+    return req.arg("platform") or req.headers.get("x-requested-platform", "")
+
+
+async def images_create(b: Backend, req: Request) -> Response:
+    """A pull."""
+    auth = decode_auth(req.headers.get("x-registry-auth", ""))
+    job = b.images.prepare_pull(req.arg("fromImage"), req.arg("tag"), req.arg("platform"), auth)
+    return await _progress(b, partial(b.images.pull, job))
+
+
+async def images_push(b: Backend, req: Request) -> Response:
+    """A push: an unknown tag is a 404 before the stream starts."""
+    auth = decode_auth(req.headers.get("x-registry-auth", ""))
+    job = await b.call(b.images.prepare_push, req.params["name"], req.arg("tag"), _platform_arg(req), auth)
+    return await _progress(b, partial(b.images.push, job))
