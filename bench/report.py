@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -12,19 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bench.daemons import CONTAINERD, CONTAINERD_NAME, CTR, NAMES, PYCONTAINERD_NAME, REPO, version_of
+from bench.daemons import CONTAINERD, CONTAINERD_NAME, CTR, PYCONTAINERD_NAME, REPO, version_of
 
 Better = Literal["higher", "lower"]
-Summary = Literal["best", "median", "single"]
+Summary = Literal["best", "median", "p90", "single"]
 
 
 @dataclass
 class Metric:
     """One benchmark row: samples per daemon, the summary of each, and the target on their ratio.
 
-    The ratio is always pycontainerd's value over containerd's; ``better``
-    says which way is good, so the target reads ``ratio >= target`` for a
-    throughput and ``ratio <= target`` for a latency or a memory size.
+    The ratio is always ``ours`` over ``theirs`` (pycontainerd's value over
+    containerd's, unless the row says otherwise, as the Docker rows do);
+    ``better`` says which way is good, so the target reads ``ratio >=
+    target`` for a throughput and ``ratio <= target`` for a latency or a
+    memory size.
     """
 
     key: str
@@ -37,6 +40,8 @@ class Metric:
     samples: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
+    theirs: str = CONTAINERD_NAME
+    ours: str = PYCONTAINERD_NAME
 
     def add(self, daemon: str, value: float) -> None:
         self.samples.setdefault(daemon, []).append(value)
@@ -56,10 +61,12 @@ class Metric:
             return max(values) if self.better == "higher" else min(values)
         if self.summary == "median":
             return statistics.median(values)
+        if self.summary == "p90":
+            return sorted(values)[max(0, math.ceil(0.9 * len(values)) - 1)]
         return values[-1]
 
     def ratio(self) -> float | None:
-        ours, theirs = self.value(PYCONTAINERD_NAME), self.value(CONTAINERD_NAME)
+        ours, theirs = self.value(self.ours), self.value(self.theirs)
         if ours is None or theirs is None or theirs == 0:
             return None
         return ours / theirs
@@ -90,7 +97,7 @@ class Metric:
 
     def as_json(self) -> dict[str, object]:
         per_daemon = {}
-        for name in NAMES:
+        for name in (self.theirs, self.ours):
             if name in self.samples or name in self.errors or name in self.notes:
                 values = self.samples.get(name, [])
                 per_daemon[name] = {
@@ -116,17 +123,20 @@ class Metric:
 
 
 def markdown(metrics: list[Metric], footer: str) -> str:
-    """The README table: benchmark, containerd, pycontainerd, ratio, target; notes and footer below."""
+    """The README table: benchmark, theirs, ours, ratio, target; notes and footer below.
+
+    The columns are named by the first row's ``theirs`` and ``ours``: a table
+    holds rows of one pair (containerd and pycontainerd, or dockerd and pydockerd).
+    """
+    theirs, ours = (metrics[0].theirs, metrics[0].ours) if metrics else (CONTAINERD_NAME, PYCONTAINERD_NAME)
     lines = [
-        "| benchmark | containerd | pycontainerd | ratio | target |",
+        f"| benchmark | {theirs} | {ours} | ratio | target |",
         "|---|---:|---:|---:|---:|",
     ]
     notes: list[str] = []
     for m in metrics:
-        lines.append(
-            f"| {m.label} | {m.cell(CONTAINERD_NAME)} | {m.cell(PYCONTAINERD_NAME)} | {m.ratio_text()} | {m.target_text()} |"
-        )
-        for daemon in NAMES:
+        lines.append(f"| {m.label} | {m.cell(m.theirs)} | {m.cell(m.ours)} | {m.ratio_text()} | {m.target_text()} |")
+        for daemon in (m.theirs, m.ours):
             notes.extend(f"{daemon}, {m.label}: {text}" for text in m.notes.get(daemon, []))
             if daemon in m.errors:
                 notes.append(f"{daemon}, {m.label}: error: {m.errors[daemon].splitlines()[0][:300]}")
@@ -207,10 +217,10 @@ def footer(facts: dict[str, object], started_at: str) -> str:
     )
 
 
-def write(out: Path, document: dict[str, object], table: str) -> tuple[Path, Path]:
-    """Write ``latest.json`` and ``latest.md`` into ``out`` (created if needed)."""
+def write(out: Path, document: dict[str, object], table: str, stem: str = "latest") -> tuple[Path, Path]:
+    """Write ``STEM.json`` and ``STEM.md`` into ``out`` (created if needed)."""
     out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "latest.json", out / "latest.md"
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     md_path.write_text(table)
     return json_path, md_path
