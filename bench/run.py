@@ -23,6 +23,11 @@ benchmarks, each with the target set for pycontainerd:
   of each shim with ``--shims`` containers running, mean per shim,
   pycontainerd ≤ 1.0x; ``--concurrent`` containers started with ``ctr run
   -d`` at once, then all removed at once, total time, pycontainerd ≤ 1.0x;
+* Docker (``--no-docker`` skips it, ``--docker-only`` runs it alone): the
+  docker CLI against Debian's dockerd and against pydockerd over a fresh
+  pycontainerd, after the daemons above are stopped; ``docker pull`` of the
+  two images above, pydockerd ≤ 0.5x dockerd's time, and ``docker run --rm``
+  of busybox ``true``, ≤ 1.0x (see :mod:`bench.docker`; its own table);
 * memory: RSS and PSS of each daemon's process tree 5 s after start, and
   again after the listing work; pycontainerd ≤ 1.5x containerd.  Anonymous
   memory (heap) is shown beside them, without a target: unlike PSS it does
@@ -56,7 +61,7 @@ if __package__ in (None, ""):
 
 import grpc
 
-from bench import daemons, memory, report, runtime, unpack, workloads
+from bench import daemons, docker, memory, report, runtime, unpack, workloads
 from bench.daemons import CONTAINERD_NAME, NAMES, PYCONTAINERD_NAME, Daemon
 from bench.report import Metric
 
@@ -504,7 +509,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"where latest.json and latest.md go (default {DEFAULT_OUT})"
     )
+    docker.add_arguments(parser)
     args = parser.parse_args(argv)
+    docker.check_arguments(parser, args)
     if args.fetch_mib < 0 or args.fetch_layers < 1:
         parser.error("--fetch-mib must be >= 0 and --fetch-layers >= 1")
     counts = (args.runs, args.records, args.list_runs, args.rpc_runs, args.runtime_runs, args.shims, args.concurrent)
@@ -540,6 +547,8 @@ def daemon_status(
 
 def run(args: argparse.Namespace) -> int:
     started_at = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    if args.docker_only:
+        return docker.run_only(args, log)
     began = time.monotonic()
     facts = report.machine_facts()
     load_before = os.getloadavg()
@@ -566,6 +575,7 @@ def run(args: argparse.Namespace) -> int:
             if args.runtime:
                 bench_runtime(b, data)
             statuses = daemon_status(names, running, unavailable, b)
+        docker_results = docker.section(args, data, log) if args.docker else None
     metrics = list(b.metrics.values())
     absent = [
         f"{n}: {s['detail'].splitlines()[0]}"
@@ -576,6 +586,8 @@ def run(args: argparse.Namespace) -> int:
     if absent:
         footer += "\n\n_Not measured: " + "; ".join(absent) + "._"
     table = report.markdown(metrics, footer)
+    if docker_results is not None:
+        table += "\n" + docker_results.table
     document: dict[str, object] = {
         "schema_version": 1,
         "started_at": started_at.isoformat(),
@@ -588,6 +600,7 @@ def run(args: argparse.Namespace) -> int:
         "daemons": statuses,
         "ingest_digest": blob.digest if blob else None,
         "benchmarks": [m.as_json() for m in metrics],
+        "docker": docker_results.document if docker_results is not None else None,
         "table_markdown": table,
     }
     json_path, md_path = report.write(args.out, document, table)
