@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,7 @@ from ._errors import Conflict, NoSuchImage
 from ._events import EventLog
 from ._filters import Filters, bool_filter, glob_match, label_match
 from ._imagepush import PushJob, prepare_push, run_push
+from ._imagesave import SaveJob, prepare_save, save_chunks
 from ._manifests import parse_platform
 from ._progress import Message, PullReporter
 from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
@@ -570,6 +571,20 @@ class ImageService:
 
     def push(self, job: PushJob, emit: Callable[[Message], None]) -> None:
         run_push(self._client, job, emit, self._events, self._insecure)
+
+    # -- save ---------------------------------------------------------------
+
+    def prepare_save(self, names: Sequence[str], platform: str) -> SaveJob:
+        """Plan ``docker save`` of ``names``: 404 for an unknown one, before any byte is sent."""
+
+        def resolve(name: str) -> tuple[Image, bool]:
+            view, _, by_id = self.resolve(name)
+            return view.record, by_id
+
+        return prepare_save(self._client, resolve, names, parse_platform(platform))
+
+    def save_chunks(self, job: SaveJob) -> Iterator[bytes]:
+        return save_chunks(self._client, job, self._events)
 
 
 def _short(image_id: str) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 
 from .._auth import decode_auth
@@ -18,6 +21,8 @@ from .._router import Router
 
 __all__ = ["register"]
 
+log = logging.getLogger("pydockerd")
+
 
 def register(r: Router, b: Backend) -> None:
     r.add("GET", "/images/json", partial(images_list, b))
@@ -26,6 +31,8 @@ def register(r: Router, b: Backend) -> None:
     r.add("GET", "/images/{name:.+}/history", partial(images_history, b))
     r.add("POST", "/images/{name:.+}/tag", partial(images_tag, b))
     r.add("POST", "/images/{name:.+}/push", partial(images_push, b))
+    r.add("GET", "/images/get", partial(images_save, b))
+    r.add("GET", "/images/{name:.+}/get", partial(images_save, b))
     r.add("DELETE", "/images/{name:.+}", partial(images_delete, b))
 
 
@@ -108,3 +115,55 @@ async def images_push(b: Backend, req: Request) -> Response:
     auth = decode_auth(req.headers.get("x-registry-auth", ""))
     job = await b.call(b.images.prepare_push, req.params["name"], req.arg("tag"), _platform_arg(req), auth)
     return await _progress(b, partial(b.images.push, job))
+
+
+async def _in_thread(b: Backend, produce: Callable[[], Iterator[bytes]]) -> AsyncIterator[bytes]:
+    """The chunks of ``produce()``, made in a worker thread, a few at a time (the client sets the pace).
+
+    A failure after the first chunk cannot change the status any more: it is
+    logged and the connection dropped, so the client sees a cut stream, not
+    a complete one.
+    """
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=8)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for chunk in produce():
+                if not put(chunk):
+                    return
+        except BaseException as e:
+            put(e)
+            return
+        put(None)
+
+    loop = asyncio.get_running_loop()
+    worker = loop.run_in_executor(None, run)
+    try:
+        while True:
+            item = await loop.run_in_executor(None, chunks.get)
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                log.error("image archive stream failed: %s", status_and_message(item)[1])
+                raise ConnectionAbortedError("image archive stream failed") from item
+            yield item
+    finally:
+        stop.set()
+        await worker
+
+
+async def images_save(b: Backend, req: Request) -> Response:
+    """``docker save``: one image (``/images/{name}/get``) or several (``names``), as one tar stream."""
+    names = [req.params["name"]] if "name" in req.params else list(req.query.get("names", []))
+    job = await b.call(b.images.prepare_save, names, _platform_arg(req))
+    return Response.stream(_in_thread(b, partial(b.images.save_chunks, job)), "application/x-tar")
