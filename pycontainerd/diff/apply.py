@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -59,17 +58,19 @@ class WhiteoutMode(enum.Enum):
 class ApplyResult:
     diff_id: str  # "sha256:<hex>" of the uncompressed tar
     size: int  # bytes of the uncompressed tar
-    compressed_digest: str | None = None  # of the blob as read, when it was compressed
-    compressed_size: int | None = None
+    compressed_size: int | None = None  # of the blob as read, when it was compressed
 
 
-class _Hashing(io.RawIOBase):
-    """A reader of ``head`` (bytes already read from ``raw``) then of ``raw``, hashing and counting it all."""
+class _Counting(io.RawIOBase):
+    """A reader of ``head`` (bytes already read from ``raw``) then of ``raw``, counting it all.
+
+    The compressed blob is not hashed here: the content store checked its
+    digest when it was written, and the diffID check covers what is applied.
+    """
 
     def __init__(self, raw: BinaryIO, head: bytes = b"") -> None:
         self.raw = raw
         self.head = head
-        self.hash = hashlib.sha256(head)
         self.size = len(head)
 
     def readable(self) -> bool:
@@ -84,7 +85,6 @@ class _Hashing(io.RawIOBase):
         data = self.raw.read(len(buffer))
         n = len(data)
         buffer[:n] = data
-        self.hash.update(data)
         self.size += n
         return n
 
@@ -395,11 +395,11 @@ def apply_layer(
     if compression is None:
         head = _read_head(layer, 4)
         compression = sniff(head)
-    counted: _Hashing | None = None
+    counted: _Counting | None = None
     if compression is Compression.NONE:
         stream, first = layer, head
     else:
-        counted = _Hashing(layer, head)
+        counted = _Counting(layer, head)
         stream, first = open_decompressed(cast(BinaryIO, counted), compression), b""
     parser = TarParser()
     with (
@@ -432,9 +432,4 @@ def apply_layer(
         raise InvalidArgument(f"diffID mismatch: expected {expected_diff_id}, got {diff_id}")
     if counted is None:
         return ApplyResult(diff_id=diff_id, size=chunks.size)
-    return ApplyResult(
-        diff_id=diff_id,
-        size=chunks.size,
-        compressed_digest="sha256:" + counted.hash.hexdigest(),
-        compressed_size=counted.size,
-    )
+    return ApplyResult(diff_id=diff_id, size=chunks.size, compressed_size=counted.size)

@@ -22,6 +22,7 @@ import shutil
 import stat
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import Unknown
 from ..mount import Mount
@@ -96,6 +97,7 @@ class LocalSnapshotter(abc.ABC):
         self.snapshots_dir = root / "snapshots"
         self.snapshots_dir.mkdir(mode=0o700, exist_ok=True)
         self._ms = MetaStore(root / "metadata.db")
+        self._measuring = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-usage")
 
     # What subclasses provide
 
@@ -143,9 +145,11 @@ class LocalSnapshotter(abc.ABC):
     def usage(self, key: str) -> Usage:
         with self._ms.read() as tx:
             id_, info, usage = tx.info(key)
-        if info.kind == Kind.COMMITTED:
-            return usage
-        return disk_usage(self._upper(id_))
+        if info.kind != Kind.COMMITTED:
+            return disk_usage(self._upper(id_))
+        if usage is None:  # committed moments ago: measure it now rather than wait for the worker
+            usage = self._measure(id_)
+        return usage
 
     def mounts(self, key: str) -> list[Mount]:
         with self._ms.read() as tx:
@@ -159,10 +163,22 @@ class LocalSnapshotter(abc.ABC):
         return self._create(Kind.VIEW, key, parent, labels)
 
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+        """Commit now, measure later: walking a fresh layer's tree would hold up the next layer's unpack.
+
+        A committed tree never changes, so its usage is measured on a worker
+        thread after the commit returns; :meth:`usage` measures it at once
+        if asked first (or after a restart lost the worker's queue).
+        """
         with self._ms.write() as tx:
             snap = tx.get(key)
-            usage = disk_usage(self._upper(snap.id))
-            tx.commit(key, name, usage, labels)
+            tx.commit(key, name, None, labels)
+        self._measuring.submit(self._measure, snap.id)
+
+    def _measure(self, id_: str) -> Usage:
+        usage = disk_usage(self._upper(id_))  # a snapshot removed meanwhile measures short; its record is gone
+        with self._ms.write() as tx:
+            tx.set_usage(id_, usage)
+        return usage
 
     def remove(self, key: str) -> None:
         with self._ms.write() as tx:
@@ -205,4 +221,5 @@ class LocalSnapshotter(abc.ABC):
             _rmtree(path)
 
     def close(self) -> None:
+        self._measuring.shutdown(wait=True, cancel_futures=True)
         self._ms.close()

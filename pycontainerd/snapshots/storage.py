@@ -46,6 +46,9 @@ CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent_id);
 """
 
 
+_UNMEASURED = -1  # size and inodes of a committed snapshot whose usage is still being measured
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """An active snapshot or view as its backend sees it."""
@@ -125,8 +128,11 @@ class Tx:
             raise FailedPrecondition(f"snapshot {quote(key)} is not active or a view")
         return Snapshot(str(id_), Kind(kind), self._chain(parent_id))
 
-    def commit(self, key: str, name: str, usage: Usage, labels: Mapping[str, str] | None = None) -> str:
-        """Turn active ``key`` into committed ``name``, keeping its id; returns the id."""
+    def commit(self, key: str, name: str, usage: Usage | None, labels: Mapping[str, str] | None = None) -> str:
+        """Turn active ``key`` into committed ``name``, keeping its id; returns the id.
+
+        ``usage`` None records it as not measured yet (see :meth:`set_usage`).
+        """
         validate_key(name, "name")
         stored = dump_labels(labels or {})
         if self._c.execute("SELECT 1 FROM snapshots WHERE key = ?", (name,)).fetchone():
@@ -138,9 +144,25 @@ class Tx:
         self._c.execute(
             "UPDATE snapshots SET key = ?, kind = ?, labels = ?, created_ns = ?, updated_ns = ?, size = ?, inodes = ? "
             "WHERE id = ?",
-            (name, int(Kind.COMMITTED), stored, now, now, usage.size, usage.inodes, id_),
+            (
+                name,
+                int(Kind.COMMITTED),
+                stored,
+                now,
+                now,
+                _UNMEASURED if usage is None else usage.size,
+                _UNMEASURED if usage is None else usage.inodes,
+                id_,
+            ),
         )
         return str(id_)
+
+    def set_usage(self, id_: str, usage: Usage) -> None:
+        """Record the measured usage of committed snapshot ``id_``, if it is still there and unmeasured."""
+        self._c.execute(
+            "UPDATE snapshots SET size = ?, inodes = ? WHERE id = ? AND kind = ? AND size < 0",
+            (usage.size, usage.inodes, int(id_), int(Kind.COMMITTED)),
+        )
 
     def remove(self, key: str) -> tuple[str, Kind]:
         """Forget ``key``; FailedPrecondition while it has children.  Returns its id and kind."""
@@ -150,13 +172,13 @@ class Tx:
         self._c.execute("DELETE FROM snapshots WHERE id = ?", (id_,))
         return str(id_), Kind(kind)
 
-    def info(self, key: str) -> tuple[str, Info, Usage]:
-        """Id, info and stored usage of any snapshot."""
+    def info(self, key: str) -> tuple[str, Info, Usage | None]:
+        """Id, info and stored usage of any snapshot (None: a committed one not measured yet)."""
         id_, kind, parent_id, labels, created, updated, size, inodes = self._row(key)
         info = Info(
             key, Kind(kind), self._key_of(parent_id), load_labels(labels), to_datetime(created), to_datetime(updated)
         )
-        return str(id_), info, Usage(size, inodes)
+        return str(id_), info, None if size < 0 else Usage(size, inodes)
 
     def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
         id_, _, _, labels, *_ = self._row(info.name)

@@ -50,7 +50,7 @@ def test_entry_types_and_metadata(target: Target) -> None:
     )
     r = apply(target.root, layer)
     assert r.diff_id == "sha256:" + hashlib.sha256(layer).hexdigest()
-    assert r.size == len(layer) and r.compressed_digest is None
+    assert r.size == len(layer) and r.compressed_size is None
     root = target.root
     ping = os.lstat(root / "usr/bin/ping")
     assert stat.S_IMODE(ping.st_mode) == 0o4755 and (ping.st_uid, ping.st_gid) == (1000, 1001)
@@ -228,7 +228,6 @@ def test_compressed_layers(target: Target) -> None:
         r = apply(target.root, blob, media_type=mt, expected_diff_id=want)
         assert r.diff_id == want and r.size == len(layer)
         if blob is not layer:
-            assert r.compressed_digest == "sha256:" + hashlib.sha256(blob).hexdigest()
             assert r.compressed_size == len(blob)
         assert (target.root / "f").read_bytes() == b"data" * 1000
 
