@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycontainerd.client import Client
 
 from ._events import EventLog
 from ._images import ImageService
+
+if TYPE_CHECKING:
+    from .builder import BuildService
 
 __all__ = ["Backend", "EngineOptions"]
 
@@ -40,6 +43,7 @@ class Backend:
     images: ImageService
     options: EngineOptions
     events: EventLog = field(default_factory=EventLog)
+    builds: BuildService | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread."""

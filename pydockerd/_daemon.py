@@ -22,6 +22,7 @@ from ._backend import Backend, EngineOptions
 from ._events import EventLog
 from ._http import serve_connection
 from ._images import ImageService
+from .builder import BuildService
 from .routes import build_router
 
 __all__ = ["DEFAULT_CONTAINERD", "DEFAULT_HOST", "DEFAULT_NAMESPACE", "Daemon", "DaemonConfig", "socket_path"]
@@ -77,6 +78,7 @@ class Daemon:
             insecure_registries=tuple(config.insecure_registries),
         )
         self.backend = Backend(self.client, self.images, options, self.events)
+        self.backend.builds = BuildService(self.client, self.images, snapshotter=config.snapshotter, events=self.events)
         self.app = build_router(self.backend)
 
     def check_containerd(self) -> tuple[str, str]:

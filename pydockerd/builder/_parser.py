@@ -73,7 +73,7 @@ def _error(line: int, why: str) -> DockerfileError:
 def _directives(lines: list[str]) -> tuple[str, int]:
     """The escape character and how many lines the directives took."""
     escape, seen, n = "\\", set(), 0
-    for n, line in enumerate(lines):  # noqa: B007
+    for n, line in enumerate(lines):
         m = _DIRECTIVE.match(line.strip())
         if not m or not line.lstrip().startswith("#"):
             return escape, n
@@ -224,7 +224,7 @@ def _instruction(line: int, text: str, escape: str) -> Instruction:
         if cmd in ("COPY", "ADD"):
             raise _error(line, f"{cmd} requires at least two arguments, but only {len(args)} provided")
         raise _error(line, f"{cmd} requires at least one argument")
-    if cmd == "FROM" and len(args) not in (1, 3) or cmd == "FROM" and len(args) == 3 and args[1].upper() != "AS":
+    if (cmd == "FROM" and len(args) not in (1, 3)) or (cmd == "FROM" and len(args) == 3 and args[1].upper() != "AS"):
         raise _error(line, "FROM requires either one or three arguments")
     if cmd in ("USER", "WORKDIR", "STOPSIGNAL") and len(split_words(rest, escape)) != 1 and cmd != "WORKDIR":
         raise _error(line, f"{cmd} requires exactly one argument")

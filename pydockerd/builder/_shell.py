@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from pycontainerd.errors import InvalidArgument
 
-__all__ = ["ExpansionError", "Expander"]
+__all__ = ["Expander", "ExpansionError"]
 
 _NAME_START = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 _NAME = _NAME_START + "0123456789"

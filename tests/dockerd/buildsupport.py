@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import subprocess
 import tarfile
 from pathlib import Path
 
 from tests.distribution.support import seed
-from tests.dockerd.conftest import Pydockerd
+from tests.dockerd.conftest import DOCKER, Pydockerd
 from tests.fixtures.registry import Registry
 from tests.ocibuild import BUSYBOX, CONFIG, LAYER, MANIFEST, Image, sha
 
@@ -86,3 +88,37 @@ def context_tar(files: dict[str, bytes | str], gz: bool = False) -> bytes:
 
 def stream_lines(body: bytes) -> list[dict[str, object]]:
     return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def docker_build(pydockerd: Pydockerd, *args: str) -> subprocess.CompletedProcess[str]:
+    """``docker build`` with the classic builder (DOCKER_BUILDKIT=0), not checked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=pydockerd.host, DOCKER_CONFIG=str(pydockerd.cli_config), DOCKER_BUILDKIT="0")
+    return subprocess.run([DOCKER, "build", *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def image_files(pydockerd: Pydockerd, ref: str, tmp: Path) -> dict[str, bytes]:
+    """Regular files of an image with its layers applied in order, read from ``docker save``."""
+    archive = tmp / "saved.tar"
+    pydockerd.docker("save", "-o", str(archive), ref)
+    out: dict[str, bytes] = {}
+    with tarfile.open(archive) as outer:
+        index = outer.extractfile("manifest.json")
+        assert index is not None
+        for layer in json.load(index)[0]["Layers"]:
+            blob = outer.extractfile(layer)
+            assert blob is not None
+            with tarfile.open(fileobj=io.BytesIO(blob.read()), mode="r:*") as tar:
+                for m in tar:
+                    name = m.name.removeprefix("./")
+                    head, _, base = name.rpartition("/")
+                    if base.startswith(".wh."):
+                        gone = f"{head}/{base[4:]}" if head else base[4:]
+                        for k in [k for k in out if k == gone or k.startswith(gone + "/")]:
+                            del out[k]
+                    elif m.isreg():
+                        f = tar.extractfile(m)
+                        assert f is not None
+                        out[name] = f.read()
+    archive.unlink()
+    return out
