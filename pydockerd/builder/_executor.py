@@ -469,6 +469,12 @@ class Builder:
         created_by = f"|{len(build_env)} {' '.join(build_env)} {shown}" if build_env else shown
 
         def run(snap: str, mounts: list[Mount]) -> None:
+            started: list[str] = []
+
+            def on_start(cid: str) -> None:
+                started.append(cid)
+                self.say(f" ---> Running in {cid[:12]}\n")
+
             status = run_in_container(
                 self.client,
                 self.committer.snapshotter,
@@ -478,9 +484,11 @@ class Builder:
                 argv=argv,
                 extra_env=build_env,
                 output=self.say,
-                on_start=lambda cid: self.say(f" ---> Running in {cid[:12]}\n"),
+                on_start=on_start,
                 cancel=self.cancel,
             )
+            if started:
+                self.say(f" ---> Removed intermediate container {started[0][:12]}\n")
             if status != 0:
                 raise BuildError(f"The command '{shown}' returned a non-zero code: {status}")
 
