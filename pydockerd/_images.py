@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,12 +33,14 @@ from ._auth import AuthConfig
 from ._errors import Conflict, NoSuchImage
 from ._events import EventLog
 from ._filters import Filters, bool_filter, glob_match, label_match
+from ._imageload import LoadResult, create_or_move, load_archive
 from ._imagepush import PushJob, prepare_push, run_push
 from ._imagesave import SaveJob, prepare_save, save_chunks
 from ._manifests import parse_platform
 from ._progress import Message, PullReporter
 from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
 from ._version import at_least
+from .archive.load import Loaded
 
 __all__ = ["IMAGE_FILTERS", "ImageService", "ImageView", "PullJob"]
 
@@ -585,6 +587,51 @@ class ImageService:
 
     def save_chunks(self, job: SaveJob) -> Iterator[bytes]:
         return save_chunks(self._client, job, self._events)
+
+    # -- load ---------------------------------------------------------------
+
+    def load(self, chunks: Iterable[bytes], platform: str) -> list[str]:
+        """``docker load`` of the archive in ``chunks``: Docker's "Loaded image" lines; nothing made on failure."""
+        wanted = parse_platform(platform)
+
+        def record(loaded: list[Loaded]) -> list[LoadResult]:
+            out: list[LoadResult] = []
+            with self._names:
+                records = self._client.images.list()
+                named_targets = {r.target.digest for r in records if not is_dangling(r.name, r.target.digest)}
+                for item in loaded:
+                    if item.name:
+                        rec = create_or_move(self._client, Image(item.name, item.target), self._hold_dangling)
+                        named_targets.add(item.target.digest)
+                        with contextlib.suppress(NotFound):
+                            self._client.images.delete(dangling_name(item.target.digest))
+                        out.append(LoadResult(rec, True))
+                        continue
+                    unnamed = Image(dangling_name(item.target.digest), item.target)
+                    if item.target.digest not in named_targets:
+                        with contextlib.suppress(AlreadyExists):
+                            self._client.images.create(unnamed)
+                    out.append(LoadResult(unnamed, False))
+            return out
+
+        results = load_archive(
+            self._client,
+            chunks,
+            platform=wanted,
+            unpack=self._unpack,
+            snapshotter=self._snapshotter,
+            record=record,
+        )
+        lines = []
+        for r in results:
+            if r.named:
+                lines.append(f"Loaded image: {familiar(parse_docker(r.record.name))}")
+            else:
+                view = self._view(r.record)
+                lines.append(f"Loaded image ID: {view.id if view else r.record.target.digest}")
+            digest = r.record.target.digest
+            self._events.publish("image", "load", digest, {"name": digest})
+        return lines
 
 
 def _short(image_id: str) -> str:

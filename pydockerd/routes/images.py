@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -32,6 +33,7 @@ def register(r: Router, b: Backend) -> None:
     r.add("POST", "/images/{name:.+}/tag", partial(images_tag, b))
     r.add("POST", "/images/{name:.+}/push", partial(images_push, b))
     r.add("GET", "/images/get", partial(images_save, b))
+    r.add("POST", "/images/load", partial(images_load, b), stream=True)
     r.add("GET", "/images/{name:.+}/get", partial(images_save, b))
     r.add("DELETE", "/images/{name:.+}", partial(images_delete, b))
 
@@ -167,3 +169,62 @@ async def images_save(b: Backend, req: Request) -> Response:
     names = [req.params["name"]] if "name" in req.params else list(req.query.get("names", []))
     job = await b.call(b.images.prepare_save, names, _platform_arg(req))
     return Response.stream(_in_thread(b, partial(b.images.save_chunks, job)), "application/x-tar")
+
+
+_LOAD_CHUNK = 1 << 20
+
+
+class _BodyGone(ConnectionError):
+    """The client went away in the middle of the archive."""
+
+
+async def images_load(b: Backend, req: Request) -> Response:
+    """``docker load``: the body (of any size) handed to a worker a MiB at a time, as it arrives.
+
+    The worker's refusal stops the reading (the router answers its status;
+    the HTTP layer drains or drops the rest); the lines come at the end, as
+    Docker sends them.
+    """
+    loop = asyncio.get_running_loop()
+    pipe: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+
+    def chunks() -> Iterator[bytes]:
+        while True:
+            item = pipe.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    work = loop.run_in_executor(None, b.images.load, chunks(), _platform_arg(req))
+
+    async def put(item: bytes | BaseException | None) -> bool:
+        while True:
+            try:
+                pipe.put_nowait(item)
+                return True
+            except queue.Full:
+                if work.done():
+                    return False
+                await asyncio.wait({work}, timeout=0.01)
+
+    try:
+        buf = bytearray()
+        async for chunk in req.stream():
+            buf += chunk
+            if len(buf) >= _LOAD_CHUNK:
+                if not await put(bytes(buf)):
+                    break
+                buf.clear()
+        else:
+            if not buf or await put(bytes(buf)):
+                await put(None)
+    except BaseException as e:
+        await put(_BodyGone(f"the request body ended early: {e}"))
+        with contextlib.suppress(BaseException):
+            await work
+        raise
+    lines = await work
+    body = b"".join(_line({"stream": line + "\n"}) for line in lines)
+    return Response(200, body, [("Content-Type", "application/json")])

@@ -112,3 +112,83 @@ def test_save_partial_multi_platform_and_errors(pydockerd: Pydockerd, registry: 
     assert "No such image: nosuch:latest" in r.stderr
     assert not (tmp_path / "no.tar").exists() or (tmp_path / "no.tar").stat().st_size == 0
     assert "Traceback" not in pydockerd.log()
+
+
+def test_save_rmi_load(pydockerd: Pydockerd, registry: Registry, tmp_path: Path) -> None:
+    one = image([busybox_files()], config={"Cmd": ["/bin/sh"], "Labels": {"n": "1"}})
+    two = image([busybox_files(), {"etc/two": b"2\n"}], config={"Cmd": ["/bin/sh"], "Labels": {"n": "2"}})
+    seed(registry, one, "load/one:1", tmp_path)
+    seed(registry, two, "load/two:1", tmp_path)
+    a, b = f"{registry.host}/load/one:1", f"{registry.host}/load/two:1"
+    pydockerd.docker("pull", a)
+    pydockerd.docker("pull", b)
+    fmt = "{{.Repository}}:{{.Tag}} {{.ID}}"
+    before = sorted(pydockerd.docker("images", "--no-trunc", "--format", fmt).stdout.splitlines())
+    inspect_before = json.loads(pydockerd.docker("image", "inspect", a, b).stdout)
+
+    archive = tmp_path / "x.tar"
+    pydockerd.docker("save", "-o", str(archive), a, b)
+    pydockerd.docker("rmi", a, b)
+    assert pydockerd.docker("images", "-q").stdout == ""
+    out = pydockerd.docker("load", "-i", str(archive)).stdout
+    assert out.splitlines() == [f"Loaded image: {a}", f"Loaded image: {b}"]
+    assert sorted(pydockerd.docker("images", "--no-trunc", "--format", fmt).stdout.splitlines()) == before
+    after = json.loads(pydockerd.docker("image", "inspect", a, b).stdout)
+    for x, y in zip(inspect_before, after, strict=True):
+        for key in ("Id", "RepoTags", "RepoDigests", "Config", "RootFS", "Architecture", "Os", "Size"):
+            assert x[key] == y[key], key
+    # Loaded again: the same images, nothing new.
+    assert pydockerd.docker("load", "-q", "-i", str(archive)).stdout.splitlines() == [
+        f"Loaded image: {a}", f"Loaded image: {b}",
+    ]  # fmt: skip
+    assert len(pydockerd.docker("images", "-q").stdout.split()) == 2
+
+    # docker-py: save one, remove it, load it from the bytes.
+    c = pydockerd.client()
+    data = b"".join(c.images.get(b).save(named=True))
+    c.images.remove(b)
+    [loaded] = c.images.load(data)
+    assert loaded.id == two.manifest["config"]["digest"]  # type: ignore[index]
+    assert loaded.tags == [b]
+    assert loaded.labels == {"n": "2"}
+    until = str(int(time.time()) + 1)
+    events = pydockerd.docker("events", "--since", "0", "--until", until, "--filter", "event=load",
+                              "--format", "{{.Actor.ID}}").stdout.split()  # fmt: skip
+    assert events == [one.digest, two.digest, one.digest, two.digest, two.digest]
+
+
+def test_load_by_id_is_dangling(pydockerd: Pydockerd, registry: Registry, tmp_path: Path) -> None:
+    img = image([busybox_files()], config={"Cmd": ["/bin/sh"]})
+    seed(registry, img, "load/anon:1", tmp_path)
+    ref = f"{registry.host}/load/anon:1"
+    pydockerd.docker("pull", ref)
+    config = str(img.manifest["config"]["digest"])  # type: ignore[index]
+    pydockerd.docker("save", "-o", str(tmp_path / "id.tar"), config[7:19])
+    pydockerd.docker("rmi", ref)
+    assert pydockerd.docker("load", "-i", str(tmp_path / "id.tar")).stdout.strip() == f"Loaded image ID: {config}"
+    assert pydockerd.docker("images", "-q", "--no-trunc", "--filter", "dangling=true").stdout.split() == [config]
+
+
+def test_load_what_skopeo_writes(pydockerd: Pydockerd, registry: Registry, tmp_path: Path) -> None:
+    """skopeo's docker-archive (Docker's older form, no OCI layout) loads; ours goes back through skopeo."""
+    img = image([busybox_files(), {"etc/sk": b"1\n"}], config={"Cmd": ["/bin/sh"], "Labels": {"by": "skopeo"}})
+    seed(registry, img, "sk/app:1", tmp_path)
+    archive = tmp_path / "sk.tar"
+    _skopeo(
+        "copy", "--src-tls-verify=false", f"docker://{registry.host}/sk/app:1", f"docker-archive:{archive}:sk/app:7"
+    )
+    out = pydockerd.docker("load", "-i", str(archive)).stdout
+    assert out.strip() == "Loaded image: sk/app:7"
+    [inspected] = json.loads(pydockerd.docker("image", "inspect", "sk/app:7").stdout)
+    assert inspected["Id"] == img.manifest["config"]["digest"]  # type: ignore[index]
+    assert inspected["Config"]["Labels"] == {"by": "skopeo"}
+
+    # And what we save, skopeo copies into its own OCI layout (converting the config to OCI's type).
+    ours = tmp_path / "ours.tar"
+    pydockerd.docker("save", "-o", str(ours), "sk/app:7")
+    _skopeo("copy", f"docker-archive:{ours}:sk/app:7", f"oci:{tmp_path / 'layout'}:x")
+    index = json.loads((tmp_path / "layout" / "index.json").read_text())
+    manifest = json.loads((tmp_path / "layout" / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    config = json.loads((tmp_path / "layout" / "blobs" / "sha256" / manifest["config"]["digest"][7:]).read_text())
+    assert config["config"]["Labels"] == {"by": "skopeo"}
+    assert config["rootfs"]["diff_ids"] == inspected["RootFS"]["Layers"]
