@@ -188,10 +188,9 @@ class _Extractor:
         if t is EntryType.LINK:
             self._hardlink(e, dir_fd, base, parts)
             return
-        self._replace(dir_fd, base)
+        self._replace(dir_fd, base)  # invalidates the cache if what it removed could lie on a resolution
         if t is EntryType.SYMLINK:
             os.symlink(e.linkname, base, dir_fd=dir_fd)
-            self.fs.invalidate()
         elif t is EntryType.FIFO:
             os.mkfifo(base, 0o600, dir_fd=dir_fd)
         else:
@@ -237,8 +236,8 @@ class _Extractor:
 
     def _directory(self, e: TarEntry, dir_fd: int, base: str, parts: list[str]) -> None:
         try:
+            # A name that did not exist lies on no cached resolution: nothing to invalidate.
             os.mkdir(base, 0o700, dir_fd=dir_fd)
-            self.fs.invalidate()
         except FileExistsError:
             st = os.stat(base, dir_fd=dir_fd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
