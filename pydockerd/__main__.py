@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from pycontainerd.errors import ContainerdError
 
-from ._daemon import DEFAULT_CONTAINERD, DEFAULT_HOST, DEFAULT_NAMESPACE, Daemon, DaemonConfig
+from ._daemon import DEFAULT_CONTAINERD, DEFAULT_DATA_ROOT, DEFAULT_HOST, DEFAULT_NAMESPACE, Daemon, DaemonConfig
 from ._version import VERSION
 
 __all__ = ["main"]
@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="HOST[:PORT]",
         help="registry reached over plain HTTP (loopback registries always are)",
+    )
+    p.add_argument(
+        "--data-root",
+        "--root",
+        default=DEFAULT_DATA_ROOT,
+        help=f"pydockerd's own state: containers' records and logs (default {DEFAULT_DATA_ROOT})",
     )
     p.add_argument("--snapshotter", default="", help="snapshotter images are unpacked into (default: containerd's)")
     p.add_argument("--no-unpack", action="store_true", help="pull without unpacking layers")
@@ -75,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         insecure_registries=tuple(args.insecure_registry),
         unpack=not args.no_unpack,
         snapshotter=args.snapshotter,
+        data_root=args.data_root,
     )
     try:
         daemon = Daemon(config)

@@ -20,6 +20,7 @@ from ._images import ImageService
 
 if TYPE_CHECKING:
     from .builder import BuildService
+    from .containers import ContainerService
 
 __all__ = ["Backend", "EngineOptions"]
 
@@ -44,6 +45,7 @@ class Backend:
     options: EngineOptions
     events: EventLog = field(default_factory=EventLog)
     builds: BuildService | None = None
+    containers: ContainerService | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread."""

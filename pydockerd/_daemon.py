@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pycontainerd.client import Client
 from pycontainerd.errors import InvalidArgument
@@ -23,13 +24,15 @@ from ._events import EventLog
 from ._http import serve_connection
 from ._images import ImageService
 from .builder import BuildService
+from .containers import ContainerService
 from .routes import build_router
 
-__all__ = ["DEFAULT_CONTAINERD", "DEFAULT_HOST", "DEFAULT_NAMESPACE", "Daemon", "DaemonConfig", "socket_path"]
+__all__ = ["DEFAULT_CONTAINERD", "DEFAULT_DATA_ROOT", "DEFAULT_HOST", "DEFAULT_NAMESPACE", "Daemon", "DaemonConfig", "socket_path"]
 
 DEFAULT_HOST = "unix:///run/pydockerd.sock"
 DEFAULT_CONTAINERD = "/run/pycontainerd/pycontainerd.sock"
 DEFAULT_NAMESPACE = "moby"
+DEFAULT_DATA_ROOT = "/var/lib/pydockerd"
 
 log = logging.getLogger("pydockerd")
 
@@ -55,6 +58,7 @@ class DaemonConfig:
     insecure_registries: Sequence[str] = ()
     unpack: bool = True
     snapshotter: str = ""
+    data_root: str = DEFAULT_DATA_ROOT
 
 
 class Daemon:
@@ -75,10 +79,15 @@ class Daemon:
         options = EngineOptions(
             containerd_address=config.containerd_address,
             namespace=config.namespace,
+            root=config.data_root,
             insecure_registries=tuple(config.insecure_registries),
         )
         self.backend = Backend(self.client, self.images, options, self.events)
         self.backend.builds = BuildService(self.client, self.images, snapshotter=config.snapshotter, events=self.events)
+        self.containers = ContainerService(
+            self.client, self.images, self.events, Path(config.data_root), snapshotter=config.snapshotter
+        )
+        self.backend.containers = self.containers
         self.app = build_router(self.backend)
 
     def check_containerd(self) -> tuple[str, str]:
@@ -94,6 +103,7 @@ class Daemon:
         """Serve until ``stop`` is set; the socket is removed on the way out."""
         self._remove_stale_socket()
         os.makedirs(os.path.dirname(self.path) or "/", exist_ok=True)
+        await self.containers.start_up()
         connections: set[asyncio.Task[None]] = set()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -116,6 +126,7 @@ class Daemon:
                 task.cancel()  # idle keep-alive connections, and streams of clients still reading
             await asyncio.gather(*connections, return_exceptions=True)
             await server.wait_closed()
+            await self.containers.shut_down()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             log.info("stopped")

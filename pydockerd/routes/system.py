@@ -93,12 +93,13 @@ def _info(b: Backend) -> dict[str, Any]:
     except (ValueError, OSError):
         mem_total = 0
     cgroup2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    total, running, paused, stopped = b.containers.counts() if b.containers is not None else (0, 0, 0, 0)
     return {
         "ID": b.client.server(),
-        "Containers": 0,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "Containers": total,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": stopped,
         "Images": images,
         "Driver": snapshotter,
         "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],

@@ -65,6 +65,7 @@ class Pydockerd:
 
     def start(self) -> Pydockerd:
         cmd = [sys.executable, "-m", "pydockerd", "-H", self.host, "--containerd-address", self.containerd]
+        cmd += ["--data-root", str(self.base / "root")]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 dying_with_parent(cmd),
