@@ -34,6 +34,7 @@ from ._errors import Conflict, NoSuchImage
 from ._events import EventLog
 from ._filters import Filters, bool_filter, glob_match, label_match
 from ._imageload import LoadResult, create_or_move, load_archive
+from ._imageprune import Candidate, prune
 from ._imagepush import PushJob, prepare_push, run_push
 from ._imagesave import SaveJob, prepare_save, save_chunks
 from ._manifests import parse_platform
@@ -195,6 +196,7 @@ class ImageService:
         unpack: bool = True,
         snapshotter: str = "",
         events: EventLog | None = None,
+        users: Callable[[str], list[tuple[str, bool]]] | None = None,
     ) -> None:
         self._client = client
         self._events = events if events is not None else EventLog()
@@ -204,6 +206,9 @@ class ImageService:
         self._documents = _Documents(client.content)
         # Name changes (tag, pull, delete) are read-modify-write on records: one at a time.
         self._names = threading.Lock()
+        # Image ID -> the containers using it, (ID, running); the container service provides it.
+        self._users = users or (lambda _image_id: [])
+        self._pruning = threading.Lock()
 
     # -- reading ------------------------------------------------------------
 
@@ -536,7 +541,12 @@ class ImageService:
         self._events.publish("image", "tag", view.id, {"name": familiar(ref)})
 
     def delete(self, ref_or_id: str, force: bool) -> list[dict[str, str]]:
-        """``DELETE /images/{name}``: untag a name; delete the image when its last name goes (or by ID)."""
+        """``DELETE /images/{name}``: untag a name; delete the image when its last name goes (or by ID).
+
+        An image containers use is not deleted: a running container's never
+        (409, even forced), a stopped one's only when forced, and then its
+        content stays as a dangling image for the container, as Docker does.
+        """
         with self._names:
             view, same, by_id = self.resolve(ref_or_id)
             named = [v for v in same if v.reference is not None]
@@ -551,16 +561,46 @@ class ImageService:
                 doomed = [view]
             else:
                 doomed = same
+            keep = False
+            if doomed is same:
+                keep = self._check_users(view, by_id, force)
             records: list[dict[str, str]] = []
+            if keep:
+                self._hold_dangling(view.record)
+                doomed = [v for v in doomed if v.reference is not None]
             for i, v in enumerate(doomed):
                 self._client.images.delete(v.record.name, sync=i == len(doomed) - 1)
                 if v.reference is not None:
                     records.append({"Untagged": familiar(v.reference)})
                     self._events.publish("image", "untag", view.id, {"name": familiar(v.reference)})
-            if doomed is same:
+            if doomed is same and not keep:
                 records.append({"Deleted": view.id})
                 self._events.publish("image", "delete", view.id, {"name": view.id})
             return records
+
+    def _check_users(self, view: ImageView, by_id: bool, force: bool) -> bool:
+        """Refuse to delete an image containers use (Docker's 409s); whether its content must stay."""
+        users = self._users(view.id)
+        if not users:
+            return False
+        running = [c for c, up in users if up]
+        if running and by_id:
+            raise Conflict(
+                f"conflict: unable to delete {_short(view.id)} (cannot be forced) - "
+                f"image is being used by running container {running[0][:12]}"
+            )
+        if not force:
+            if by_id:
+                raise Conflict(
+                    f"conflict: unable to delete {_short(view.id)} (must be forced) - "
+                    f"image is being used by stopped container {users[0][0][:12]}"
+                )
+            name = familiar(view.reference) if view.reference else view.record.name
+            raise Conflict(
+                f'conflict: unable to remove repository reference "{name}" (must force) - '
+                f"container {users[0][0][:12]} is using its referenced image {_short(view.id)}"
+            )
+        return True
 
     def count(self) -> int:
         return len(self._groups())
@@ -587,6 +627,38 @@ class ImageService:
 
     def save_chunks(self, job: SaveJob) -> Iterator[bytes]:
         return save_chunks(self._client, job, self._events)
+
+    # -- prune --------------------------------------------------------------
+
+    def prune(self, filters: Filters, until_ns: int | None) -> dict[str, Any]:
+        """``POST /images/prune``: remove unused images (dangling ones only with ``dangling=true``)."""
+        if not self._pruning.acquire(blocking=False):
+            raise Conflict("a prune operation is already running")
+        try:
+            with self._names:
+                candidates = []
+                for record in self._client.images.list():
+                    view = self._view(record)
+                    ref = view.reference if view else None
+                    candidates.append(
+                        Candidate(
+                            record,
+                            view.id if view else "",
+                            _labels(view.resolved.config) if view else {},
+                            is_dangling(record.name, record.target.digest),
+                            familiar(ref) if ref else "",
+                        )
+                    )
+                return prune(
+                    self._client,
+                    candidates,
+                    filters=filters,
+                    until_ns=until_ns,
+                    used=lambda i: bool(i and self._users(i)),
+                    events=self._events,
+                )
+        finally:
+            self._pruning.release()
 
     # -- load ---------------------------------------------------------------
 

@@ -8,17 +8,22 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
+
+from pycontainerd.errors import InvalidArgument
 
 from .._auth import decode_auth
 from .._backend import Backend
 from .._errors import status_and_message
 from .._filters import parse_filters
 from .._http import Request, Response
+from .._imageprune import PRUNE_FILTERS
 from .._images import IMAGE_FILTERS
 from .._progress import Message, error_message
 from .._router import Router
+from .system import parse_time
 
 __all__ = ["register"]
 
@@ -33,6 +38,7 @@ def register(r: Router, b: Backend) -> None:
     r.add("POST", "/images/{name:.+}/tag", partial(images_tag, b))
     r.add("POST", "/images/{name:.+}/push", partial(images_push, b))
     r.add("GET", "/images/get", partial(images_save, b))
+    r.add("POST", "/images/prune", partial(images_prune, b))
     r.add("POST", "/images/load", partial(images_load, b), stream=True)
     r.add("GET", "/images/{name:.+}/get", partial(images_save, b))
     r.add("DELETE", "/images/{name:.+}", partial(images_delete, b))
@@ -40,6 +46,16 @@ def register(r: Router, b: Backend) -> None:
 
 def _line(msg: Message) -> bytes:
     return json.dumps(msg).encode() + b"\r\n"
+
+
+async def images_prune(b: Backend, req: Request) -> Response:
+    filters = parse_filters(req.arg("filters"), PRUNE_FILTERS)
+    until_ns = None
+    for value in filters.get("until", []):
+        until_ns = parse_time(value, time.time())
+        if until_ns is None:
+            raise InvalidArgument(f"invalid filter 'until={value}'")
+    return Response.json(await b.call(b.images.prune, filters, until_ns))
 
 
 async def images_list(b: Backend, req: Request) -> Response:
