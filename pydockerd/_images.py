@@ -16,16 +16,15 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from pycontainerd import platforms
 from pycontainerd.client import Client, RegistryOptions
-from pycontainerd.content import Provider, ReaderAt, read_blob
 from pycontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from pycontainerd.images import Descriptor, Image
-from pycontainerd.images.manifest import MAX_CONFIG_SIZE, Manifest
+from pycontainerd.images.manifest import MAX_CONFIG_SIZE
 from pycontainerd.images.walk import image_platforms, image_size, manifest_for
 from pycontainerd.reference import Reference
 
@@ -37,7 +36,8 @@ from ._imageload import LoadResult, create_or_move, load_archive
 from ._imageprune import Candidate, prune
 from ._imagepush import PushJob, prepare_push, run_push
 from ._imagesave import SaveJob, prepare_save, save_chunks
-from ._manifests import parse_platform
+from ._imageviews import Documents, Group, ImageView, Resolved, config_labels, parse_time, rfc3339
+from ._manifests import PlatformNotFound, parse_platform
 from ._progress import Message, PullReporter
 from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
 from ._version import at_least
@@ -47,133 +47,6 @@ __all__ = ["IMAGE_FILTERS", "ImageService", "ImageView", "PullJob"]
 
 IMAGE_FILTERS = ("dangling", "label", "label!", "reference")
 _NAME_LABELS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    @property
-    def size(self) -> int:
-        return len(self._data)
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        return self._data[offset : offset + n]
-
-    def close(self) -> None:
-        pass
-
-
-class _Documents:
-    """The content store as a Provider that keeps the documents it reads (indexes, manifests, configs).
-
-    Blobs are named by digest, so a copy is good for ever; what is missing is
-    asked again each time, as a later pull may bring it.
-    """
-
-    def __init__(self, store: Provider, budget: int = 64 << 20) -> None:
-        self._store = store
-        self._budget = budget
-        self._used = 0
-        self._blobs: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def read(self, digest: str) -> bytes:
-        with self._lock:
-            data = self._blobs.get(digest)
-        if data is None:
-            data = read_blob(self._store, digest)
-            with self._lock:
-                if self._used + len(data) > self._budget:
-                    self._blobs.clear()
-                    self._used = 0
-                self._blobs[digest] = data
-                self._used += len(data)
-        return data
-
-    def reader_at(self, digest: str) -> ReaderAt:
-        return _BytesReader(self.read(digest))
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    """What a target shows on the platform in use."""
-
-    manifest_desc: Descriptor
-    manifest: Manifest
-    config_digest: str
-    config: Mapping[str, Any]
-    platform: platforms.Platform
-    size: int
-
-
-@dataclass(frozen=True)
-class ImageView:
-    """One image record as Docker sees it."""
-
-    record: Image
-    resolved: _Resolved
-
-    @property
-    def id(self) -> str:
-        return self.resolved.config_digest
-
-    @property
-    def dangling(self) -> bool:
-        return is_dangling(self.record.name, self.record.target.digest)
-
-    @property
-    def reference(self) -> Reference | None:
-        if self.dangling:
-            return None
-        try:
-            return parse_docker(self.record.name)
-        except InvalidArgument:
-            return None
-
-
-@dataclass
-class _Group:
-    """The records sharing one image ID."""
-
-    views: list[ImageView] = field(default_factory=list)
-
-    @property
-    def first(self) -> ImageView:
-        return self.views[0]
-
-    @property
-    def named(self) -> list[ImageView]:
-        return [v for v in self.views if v.reference is not None]
-
-
-def _parse_time(value: object) -> datetime | None:
-    """An RFC 3339 time from an image config (nanoseconds cut to what Python keeps)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _rfc3339(t: datetime | None) -> str:
-    if t is None:
-        return _ZERO_TIME
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _labels(config: Mapping[str, Any]) -> dict[str, str]:
-    inner = config.get("config")
-    labels = inner.get("Labels") if isinstance(inner, Mapping) else None
-    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
 
 
 @dataclass(frozen=True)
@@ -203,7 +76,7 @@ class ImageService:
         self._insecure = set(insecure_registries)
         self._unpack = unpack
         self._snapshotter = snapshotter
-        self._documents = _Documents(client.content)
+        self._documents = Documents(client.content)
         # Name changes (tag, pull, delete) are read-modify-write on records: one at a time.
         self._names = threading.Lock()
         # Image ID -> the containers using it, (ID, running); the container service provides it.
@@ -223,12 +96,15 @@ class ImageService:
             raise InvalidArgument(f"image config {desc.digest} is not a JSON object")
         return doc
 
-    def _resolve_target(self, target: Descriptor) -> _Resolved | None:
-        """The platform in use: this host's if its content is here, else the first whose content is."""
+    def _resolve_target(self, target: Descriptor, wanted: platforms.Platform | None = None) -> Resolved | None:
+        """The platform in use: ``wanted`` (strictly), else this host's if its content is here, else the first whose is."""
         documents = self._documents
         matchers: list[platforms.Matcher] = [platforms.default_matcher()]
-        with contextlib.suppress(NotFound, InvalidArgument):
-            matchers += [platforms.only_strict(p) for p in image_platforms(documents, target)]
+        if wanted is not None:
+            matchers = [platforms.only_strict(wanted)]
+        else:
+            with contextlib.suppress(NotFound, InvalidArgument):
+                matchers += [platforms.only_strict(p) for p in image_platforms(documents, target)]
         for matcher in matchers:
             try:
                 desc, manifest = manifest_for(documents, target, matcher)
@@ -240,7 +116,7 @@ class ImageService:
                 continue
             os_, arch = str(config.get("os", "")), str(config.get("architecture", ""))
             platform = platforms.Platform(os_, arch, str(config.get("variant", "")))
-            return _Resolved(desc, manifest, manifest.config.digest, config, platform, size)
+            return Resolved(desc, manifest, manifest.config.digest, config, platform, size)
         return None
 
     def views(self) -> list[ImageView]:
@@ -252,10 +128,10 @@ class ImageService:
                 out.append(ImageView(record, resolved))
         return out
 
-    def _groups(self) -> dict[str, _Group]:
-        groups: dict[str, _Group] = {}
+    def _groups(self) -> dict[str, Group]:
+        groups: dict[str, Group] = {}
         for view in self.views():
-            groups.setdefault(view.id, _Group()).views.append(view)
+            groups.setdefault(view.id, Group()).views.append(view)
         return groups
 
     def _view(self, record: Image) -> ImageView | None:
@@ -314,7 +190,7 @@ class ImageService:
             named = group.named
             if dangling is not None and dangling != (not named):
                 continue
-            labels = _labels(group.first.resolved.config)
+            labels = config_labels(group.first.resolved.config)
             if not all(label_match(s, labels) for s in filters.get("label", [])):
                 continue
             if any(label_match(s, labels) for s in filters.get("label!", [])):
@@ -328,9 +204,9 @@ class ImageService:
         return summaries
 
     def _created(self, view: ImageView) -> datetime | None:
-        return _parse_time(view.resolved.config.get("created")) or view.record.created_at
+        return parse_time(view.resolved.config.get("created")) or view.record.created_at
 
-    def _summary(self, group: _Group, named: list[ImageView], version: str) -> dict[str, Any]:
+    def _summary(self, group: Group, named: list[ImageView], version: str) -> dict[str, Any]:
         first = group.first
         created = self._created(first)
         size = first.resolved.size
@@ -342,7 +218,7 @@ class ImageService:
             "Created": int(created.timestamp()) if created else 0,
             "Size": size,
             "SharedSize": -1,
-            "Labels": _labels(first.resolved.config),
+            "Labels": config_labels(first.resolved.config),
             "Containers": -1,
         }
         if not at_least(version, "1.44"):
@@ -351,9 +227,22 @@ class ImageService:
             out["Descriptor"] = _descriptor_json(first.record.target)
         return out
 
-    def inspect(self, ref_or_id: str, version: str) -> dict[str, Any]:
-        """``GET /images/{name}/json``."""
+    def _on_platform(self, ref_or_id: str, platform: str) -> tuple[ImageView, list[ImageView]]:
+        """The image ``ref_or_id`` names, seen on ``platform`` when one is asked (404 when it has none here)."""
         view, same, _ = self.resolve(ref_or_id)
+        wanted = parse_platform(platform)
+        if wanted is None:
+            return view, same
+        resolved = self._resolve_target(view.record.target, wanted)
+        if resolved is None:
+            raise PlatformNotFound(familiar(view.reference) if view.reference else ref_or_id, wanted)
+        return replace(view, resolved=resolved), [
+            v for v in same if v.record.target.digest == view.record.target.digest
+        ]
+
+    def inspect(self, ref_or_id: str, version: str, platform: str = "") -> dict[str, Any]:
+        """``GET /images/{name}/json``; ``platform`` (JSON or os/arch) picks one of a multi-platform image."""
+        view, same = self._on_platform(ref_or_id, platform)
         named = [v for v in same if v.reference is not None]
         cfg = view.resolved.config
         inner = cfg.get("config")
@@ -390,7 +279,7 @@ class ImageService:
             "RepoDigests": _repo_digests(named),
             "Parent": "",
             "Comment": str(cfg.get("comment", "")),
-            "Created": str(cfg.get("created") or _rfc3339(view.record.created_at)),
+            "Created": str(cfg.get("created") or rfc3339(view.record.created_at)),
             "DockerVersion": str(cfg.get("docker_version", "")),
             "Author": str(cfg.get("author", "")),
             "Config": config,
@@ -399,7 +288,7 @@ class ImageService:
             "Size": size,
             "GraphDriver": {"Name": self._snapshotter or "overlayfs", "Data": None},
             "RootFS": {"Type": str(rootfs.get("type", "layers")), "Layers": list(rootfs.get("diff_ids") or [])},
-            "Metadata": {"LastTagTime": _rfc3339(view.record.updated_at)},
+            "Metadata": {"LastTagTime": rfc3339(view.record.updated_at)},
         }
         if view.resolved.platform.variant:
             out["Variant"] = view.resolved.platform.variant
@@ -414,9 +303,9 @@ class ImageService:
             out["Descriptor"] = _descriptor_json(view.record.target)
         return out
 
-    def history(self, ref_or_id: str) -> list[dict[str, Any]]:
+    def history(self, ref_or_id: str, platform: str = "") -> list[dict[str, Any]]:
         """``GET /images/{name}/history``: the config's history, newest first, layer sizes beside."""
-        view, same, _ = self.resolve(ref_or_id)
+        view, same = self._on_platform(ref_or_id, platform)
         cfg = view.resolved.config
         layers = list(view.resolved.manifest.layers)
         entries = cfg.get("history")
@@ -429,7 +318,7 @@ class ImageService:
             size = 0
             if not entry.get("empty_layer") and layers:
                 size = layers.pop(0).size
-            created = _parse_time(entry.get("created"))
+            created = parse_time(entry.get("created"))
             out.append(
                 {
                     "Id": "<missing>",
@@ -644,7 +533,7 @@ class ImageService:
                         Candidate(
                             record,
                             view.id if view else "",
-                            _labels(view.resolved.config) if view else {},
+                            config_labels(view.resolved.config) if view else {},
                             is_dangling(record.name, record.target.digest),
                             familiar(ref) if ref else "",
                         )

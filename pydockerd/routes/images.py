@@ -64,11 +64,11 @@ async def images_list(b: Backend, req: Request) -> Response:
 
 
 async def images_inspect(b: Backend, req: Request) -> Response:
-    return Response.json(await b.call(b.images.inspect, req.params["name"], req.version))
+    return Response.json(await b.call(b.images.inspect, req.params["name"], req.version, _platform_arg(req)))
 
 
 async def images_history(b: Backend, req: Request) -> Response:
-    return Response.json(await b.call(b.images.history, req.params["name"]))
+    return Response.json(await b.call(b.images.history, req.params["name"], _platform_arg(req)))
 
 
 async def images_tag(b: Backend, req: Request) -> Response:
