@@ -468,22 +468,29 @@ class ImageService:
             return records
 
     def _check_users(self, view: ImageView, by_id: bool, force: bool) -> bool:
-        """Refuse to delete an image containers use (Docker's 409s); whether its content must stay."""
+        """Refuse to delete an image containers use (Docker's 409s); whether its content must stay.
+
+        By ID: a running container's image never goes, a stopped one's only
+        when forced (and then it goes).  By its last name: only when forced,
+        and then the name goes while the image stays as a dangling one.
+        """
         users = self._users(view.id)
         if not users:
             return False
-        running = [c for c, up in users if up]
-        if running and by_id:
-            raise Conflict(
-                f"conflict: unable to delete {_short(view.id)} (cannot be forced) - "
-                f"image is being used by running container {running[0][:12]}"
-            )
-        if not force:
-            if by_id:
+        if by_id:
+            running = [c for c, up in users if up]
+            if running:
+                raise Conflict(
+                    f"conflict: unable to delete {_short(view.id)} (cannot be forced) - "
+                    f"image is being used by running container {running[0][:12]}"
+                )
+            if not force:
                 raise Conflict(
                     f"conflict: unable to delete {_short(view.id)} (must be forced) - "
                     f"image is being used by stopped container {users[0][0][:12]}"
                 )
+            return False
+        if not force:
             name = familiar(view.reference) if view.reference else view.record.name
             raise Conflict(
                 f'conflict: unable to remove repository reference "{name}" (must force) - '

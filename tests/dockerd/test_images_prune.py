@@ -127,3 +127,7 @@ def test_remove_image_in_use(
     report = svc.prune({}, None)
     assert report["ImagesDeleted"][0] == {"Untagged": f"moby-dangling@{img.digest}"}
     assert svc.summaries({}, "1.50") == []
+    # Forced by ID, a stopped container's image goes (the container keeps its own snapshot).
+    svc.pull(svc.prepare_pull(ref, "", "", None), lambda _msg: None)
+    users[image_id] = [(stopped, False)]
+    assert svc.delete(image_id, force=True) == [{"Untagged": ref}, {"Deleted": image_id}]
