@@ -79,6 +79,10 @@ def _is_opaque(fd: int) -> bool:
         return False
 
 
+class _Climb(Exception):
+    """A walk begun at a cached directory must go above it: begin again at the root."""
+
+
 class _Level:
     """One directory of a walk: the target's fd for it, and the lower layers' fds that still show through."""
 
@@ -165,7 +169,7 @@ class FsRoot:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        found = self._walk(parts, create, entry)
+        found = self._walk_from_cached(key, create, entry)
         if found is None:
             return None
         self._cache[key] = found
@@ -175,9 +179,39 @@ class FsRoot:
                 self._retired.append(fd)
         return found
 
-    def _walk(self, parts: Sequence[str], create: bool, entry: str) -> tuple[int, tuple[str, ...]] | None:
-        levels = [_Level(self.root_fd, [os.dup(fd) for fd in self._lower_roots])]
-        phys: list[str] = []
+    def _walk_from_cached(self, key: tuple[str, ...], create: bool, entry: str) -> tuple[int, tuple[str, ...]] | None:
+        """Resolve ``key`` from its nearest cached ancestor, or from the root.
+
+        A layer's entries come directory by directory, so a new directory's
+        parent is nearly always cached.  Only without lower layers: a cached
+        resolution keeps no lower fds.  A walk that must climb above where it
+        started (``..`` or an absolute symlink on the way) starts again at the root.
+        """
+        if not self._lower_roots:
+            for depth in range(len(key) - 1, 0, -1):
+                hit = self._cache.get(key[:depth])
+                if hit is None:
+                    continue
+                start = _Level(os.dup(hit[0]), [])
+                try:
+                    return self._walk(key[depth:], create, entry, start=(start, list(hit[1])))
+                except _Climb:
+                    break
+        return self._walk(key, create, entry)
+
+    def _walk(
+        self,
+        parts: Sequence[str],
+        create: bool,
+        entry: str,
+        start: tuple[_Level, list[str]] | None = None,
+    ) -> tuple[int, tuple[str, ...]] | None:
+        if start is None:
+            levels = [_Level(self.root_fd, [os.dup(fd) for fd in self._lower_roots])]
+            phys: list[str] = []
+        else:
+            levels, phys = [start[0]], start[1]
+        base = len(phys)  # components above the first level, which this walk cannot climb back into
         todo = list(reversed(parts))  # a stack: the next component is at the end
         links = 0
         keep = self.root_fd
@@ -185,6 +219,8 @@ class FsRoot:
             while todo:
                 part = todo.pop()
                 if part == "..":
+                    if base and len(levels) == 1:
+                        raise _Climb()
                     if not phys:
                         raise InvalidArgument(f"tar entry {quote(entry)}: a symlink in its path leads out of the root")
                     phys.pop()
@@ -198,6 +234,8 @@ class FsRoot:
                     if links > _MAX_LINKS:
                         raise InvalidArgument(f"tar entry {quote(entry)}: too many levels of symbolic links")
                     if target.startswith("/"):
+                        if base:
+                            raise _Climb()
                         while len(levels) > 1:
                             levels.pop().close()
                         phys.clear()

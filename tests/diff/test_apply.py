@@ -275,3 +275,34 @@ def test_whiteout_spares_the_same_layer(tmp_path: Path, order: str) -> None:
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
     assert differences(snapshot_tree(flat), merged, ignore=["mtime_ns"]) == []
+
+
+def test_walks_from_cached_directories_climb_and_restart(target: Target) -> None:
+    """Names resolved below a cached directory through ``..`` and absolute symlinks land where a chroot puts them."""
+    layer = (
+        LayerTar()
+        .dir("a")
+        .dir("a/b")
+        .dir("a/b/c")
+        .file("a/b/c/first")  # a/b/c is cached from here on
+        .symlink("a/b/c/up", "../..")  # climbs above a/b/c: the walk starts again at the root
+        .file("a/b/c/up/x/in-x", b"1")
+        .symlink("a/b/c/abs", "/a/b")  # absolute: the root of the layer, not of the host
+        .file("a/b/c/abs/in-b", b"2")
+        .symlink("a/b/c/side", "../c2")  # stays below a/b: resolved from the cached a/b/c's parent chain
+        .file("a/b/c/side/in-c2", b"3")
+        .dir("a/b/c/d")
+        .dir("a/b/c/d/e")  # a new directory below a cached one
+        .file("a/b/c/d/e/deep", b"4")
+        .bytes()
+    )
+    apply(target.root, layer)
+    root = target.root
+    assert (root / "a/x/in-x").read_bytes() == b"1"
+    assert (root / "a/b/in-b").read_bytes() == b"2"
+    assert (root / "a/b/c2/in-c2").read_bytes() == b"3"
+    assert (root / "a/b/c/d/e/deep").read_bytes() == b"4"
+    assert (root / "a/b/c/up").is_symlink() and (root / "a/b/c/abs").is_symlink()
+    # Each name went where it was meant to and nowhere else.
+    found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    assert found == ["a/b/c/d/e/deep", "a/b/c/first", "a/b/c2/in-c2", "a/b/in-b", "a/x/in-x"]
