@@ -24,6 +24,7 @@ from pycontainerd import platforms
 from pycontainerd.client import Client, RegistryOptions
 from pycontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from pycontainerd.images import Descriptor, Image
+from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.manifest import MAX_CONFIG_SIZE
 from pycontainerd.images.walk import image_platforms, image_size, manifest_for
 from pycontainerd.reference import Reference
@@ -37,7 +38,7 @@ from ._imageprune import Candidate, prune
 from ._imagepush import PushJob, prepare_push, run_push
 from ._imagesave import SaveJob, prepare_save, save_chunks
 from ._imageviews import Documents, Group, ImageView, Resolved, config_labels, parse_time, rfc3339
-from ._manifests import PlatformNotFound, parse_platform
+from ._manifests import PlatformNotFound, parse_platform, platform_manifests
 from ._progress import Message, PullReporter
 from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
 from ._version import at_least
@@ -465,6 +466,44 @@ class ImageService:
             if doomed is same and not keep:
                 records.append({"Deleted": view.id})
                 self._events.publish("image", "delete", view.id, {"name": view.id})
+            return records
+
+    def delete_platforms(self, ref_or_id: str, wanted: Sequence[str]) -> list[dict[str, str]]:
+        """``docker rmi --platform``: the named platforms' manifests leave a multi-platform image, which stays.
+
+        Each manifest's blob is deleted, so the collector takes its config and
+        layers unless another image holds them; the index keeps naming it, as
+        a pull of only some platforms leaves it.
+        """
+        chosen = [p for p in (parse_platform(w) for w in wanted) if p is not None]
+        with self._names:
+            view, _, _ = self.resolve(ref_or_id)
+            name = familiar(view.reference) if view.reference else ref_or_id
+            target = view.record.target
+            if not mt.is_index(target.media_type):
+                raise InvalidArgument(f"{name} has a single platform: remove the image instead")
+            entries, _ = platform_manifests(self._client.content, lambda _d: True, target)
+            doomed = []
+            for p in chosen:
+                matcher = platforms.only_strict(p)
+                found = [e for e in entries if matcher.match(e.platform)]
+                if not found:
+                    raise PlatformNotFound(name, p)
+                doomed += [e for e in found if e not in doomed]
+            records = []
+            for e in doomed:
+                users = self._users(e.manifest.config.digest)
+                if users:
+                    raise Conflict(
+                        f"conflict: unable to delete {_short(e.manifest.config.digest)} (must be forced) - "
+                        f"platform {platforms.format(e.platform)} is being used by container {users[0][0][:12]}"
+                    )
+            for e in doomed:
+                with contextlib.suppress(NotFound):
+                    self._client.content.delete(e.desc.digest)
+                self._documents.forget(e.desc.digest)
+                records.append({"Deleted": e.desc.digest})
+                self._events.publish("image", "delete", e.manifest.config.digest, {"name": e.desc.digest})
             return records
 
     def _check_users(self, view: ImageView, by_id: bool, force: bool) -> bool:

@@ -70,6 +70,13 @@ class Documents:
                 self._used += len(data)
         return data
 
+    def forget(self, digest: str) -> None:
+        """Drop a blob this daemon deleted itself (one platform of an image), so it is asked for again."""
+        with self._lock:
+            data = self._blobs.pop(digest, None)
+            if data is not None:
+                self._used -= len(data)
+
     def reader_at(self, digest: str) -> ReaderAt:
         return _BytesReader(self.read(digest))
 

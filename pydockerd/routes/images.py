@@ -77,6 +77,12 @@ async def images_tag(b: Backend, req: Request) -> Response:
 
 
 async def images_delete(b: Backend, req: Request) -> Response:
+    """``docker rmi``; with ``platforms`` (or X-Requested-Platform) only those platforms' content goes."""
+    wanted = [p for p in req.query.get("platforms", []) if p]
+    if not wanted and req.headers.get("x-requested-platform"):
+        wanted = [req.headers["x-requested-platform"]]
+    if wanted:
+        return Response.json(await b.call(b.images.delete_platforms, req.params["name"], wanted))
     return Response.json(await b.call(b.images.delete, req.params["name"], req.flag("force")))
 
 

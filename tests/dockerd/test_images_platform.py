@@ -69,6 +69,15 @@ def test_platforms(pydockerd: Pydockerd, registry: Registry, tmp_path: Path) -> 
     [summary] = json.loads(pydockerd.request("GET", "/images/json")[2])
     assert summary["Descriptor"]["digest"] == target.digest
 
+    # One platform removed: the image stays, with the other.
+    out = pydockerd.docker("rmi", "--platform", "linux/arm64", ref).stdout
+    assert out.strip() == f"Deleted: {arm.digest}"
+    r = pydockerd.docker("image", "inspect", "--platform", "linux/arm64", ref, ok=False)
+    assert "does not provide the specified platform (linux/arm64)" in r.stderr
+    assert pydockerd.docker("image", "inspect", "--format", FMT, ref).stdout.split() == [amd_id, "amd64"]
+    r = pydockerd.docker("rmi", "--platform", "linux/arm64", ref, ok=False)
+    assert "does not provide the specified platform (linux/arm64)" in r.stderr
+
     # Loaded for a platform the archive lacks: refused, nothing recorded.
     pydockerd.docker("rmi", ref)
     r = pydockerd.docker("load", "--platform", "linux/s390x", "-i", str(both), ok=False)
