@@ -16,7 +16,15 @@ from collections.abc import Sequence
 
 from pycontainerd.errors import ContainerdError
 
-from ._daemon import DEFAULT_CONTAINERD, DEFAULT_DATA_ROOT, DEFAULT_HOST, DEFAULT_NAMESPACE, Daemon, DaemonConfig
+from ._daemon import (
+    DEFAULT_CONTAINERD,
+    DEFAULT_DATA_ROOT,
+    DEFAULT_EXEC_ROOT,
+    DEFAULT_HOST,
+    DEFAULT_NAMESPACE,
+    Daemon,
+    DaemonConfig,
+)
 from ._version import VERSION
 
 __all__ = ["main"]
@@ -28,10 +36,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pydockerd", description="the Docker Engine API on containerd")
     p.add_argument("-H", "--host", default=DEFAULT_HOST, help=f"socket to listen on (default {DEFAULT_HOST})")
     p.add_argument(
-        "--containerd-address",
         "--containerd",
+        "--containerd-address",
+        dest="containerd_address",
         default=DEFAULT_CONTAINERD,
-        help=f"containerd's gRPC socket (default {DEFAULT_CONTAINERD})",
+        metavar="ADDRESS",
+        help=f"containerd's gRPC socket, or {DEFAULT_CONTAINERD!r}: pycontainerd's services run inside pydockerd,"
+        f" on a socket under --exec-root (default {DEFAULT_CONTAINERD})",
     )
     p.add_argument(
         "--namespace",
@@ -51,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         "--root",
         default=DEFAULT_DATA_ROOT,
         help=f"pydockerd's own state: containers' records and logs (default {DEFAULT_DATA_ROOT})",
+    )
+    p.add_argument(
+        "--exec-root",
+        default=DEFAULT_EXEC_ROOT,
+        help=f"transient state: the embedded containerd's socket and tasks (default {DEFAULT_EXEC_ROOT})",
     )
     p.add_argument("--snapshotter", default="", help="snapshotter images are unpacked into (default: containerd's)")
     p.add_argument("--no-unpack", action="store_true", help="pull without unpacking layers")
@@ -82,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         unpack=not args.no_unpack,
         snapshotter=args.snapshotter,
         data_root=args.data_root,
+        exec_root=args.exec_root,
+        debug=args.debug,
     )
     try:
         daemon = Daemon(config)
@@ -90,10 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         version, _ = daemon.check_containerd()
-        log.info("containerd %s at %s, namespace %s", version, config.containerd_address, config.namespace)
+        log.info("containerd %s at %s, namespace %s", version, daemon.address, config.namespace)
         asyncio.run(_run(daemon))
     except ContainerdError as e:
-        print(f"pydockerd: containerd at {config.containerd_address}: {e}", file=sys.stderr)
+        print(f"pydockerd: containerd at {daemon.address}: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"pydockerd: {e}", file=sys.stderr)

@@ -1,8 +1,10 @@
 """The daemon: the Engine API served on a unix socket, over a containerd reached by gRPC.
 
-This is the "remote" mode: containerd (pycontainerd's or the real one) runs
-apart and pydockerd is its client, every image and container living in one
-containerd namespace (``moby`` by default).
+Two ways to reach containerd (seed 004's "local" and "remote"): embedded
+(the default, see _embedded), pycontainerd's services run in this process;
+remote, containerd (pycontainerd's or the real one) runs apart at the
+address given.  Either way pydockerd is a gRPC client of it, every image and
+container living in one containerd namespace (``moby`` by default).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pycontainerd.client import Client
 from pycontainerd.errors import InvalidArgument
 
 from ._backend import Backend, EngineOptions
+from ._embedded import EMBEDDED, EmbeddedContainerd
 from ._events import EventLog
 from ._http import serve_connection
 from ._images import ImageService
@@ -27,12 +30,22 @@ from .builder import BuildService
 from .containers import ContainerService
 from .routes import build_router
 
-__all__ = ["DEFAULT_CONTAINERD", "DEFAULT_DATA_ROOT", "DEFAULT_HOST", "DEFAULT_NAMESPACE", "Daemon", "DaemonConfig", "socket_path"]
+__all__ = [
+    "DEFAULT_CONTAINERD",
+    "DEFAULT_DATA_ROOT",
+    "DEFAULT_EXEC_ROOT",
+    "DEFAULT_HOST",
+    "DEFAULT_NAMESPACE",
+    "Daemon",
+    "DaemonConfig",
+    "socket_path",
+]
 
 DEFAULT_HOST = "unix:///run/pydockerd.sock"
-DEFAULT_CONTAINERD = "/run/pycontainerd/pycontainerd.sock"
+DEFAULT_CONTAINERD = EMBEDDED
 DEFAULT_NAMESPACE = "moby"
 DEFAULT_DATA_ROOT = "/var/lib/pydockerd"
+DEFAULT_EXEC_ROOT = "/run/pydockerd"
 
 log = logging.getLogger("pydockerd")
 
@@ -59,6 +72,8 @@ class DaemonConfig:
     unpack: bool = True
     snapshotter: str = ""
     data_root: str = DEFAULT_DATA_ROOT
+    exec_root: str = DEFAULT_EXEC_ROOT
+    debug: bool = False
 
 
 class Daemon:
@@ -67,7 +82,12 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.path = socket_path(config.host)
-        self.client = Client(config.containerd_address, namespace=config.namespace)
+        self.embedded: EmbeddedContainerd | None = None
+        self.address = config.containerd_address
+        if self.address == EMBEDDED:
+            self.embedded = EmbeddedContainerd(config.data_root, config.exec_root, debug=config.debug)
+            self.address = self.embedded.address
+        self.client = Client(self.address, namespace=config.namespace)
         self.events = EventLog()
         self.images = ImageService(
             self.client,
@@ -77,7 +97,7 @@ class Daemon:
             events=self.events,
         )
         options = EngineOptions(
-            containerd_address=config.containerd_address,
+            containerd_address=self.address,
             namespace=config.namespace,
             root=config.data_root,
             insecure_registries=tuple(config.insecure_registries),
@@ -91,7 +111,9 @@ class Daemon:
         self.app = build_router(self.backend)
 
     def check_containerd(self) -> tuple[str, str]:
-        """containerd's version: raises Unavailable (naming the address) when nothing answers."""
+        """containerd's version, the embedded one started first: raises Unavailable when nothing answers."""
+        if self.embedded is not None and not self.embedded.running:
+            self.embedded.start()
         return self.client.version()
 
     def _remove_stale_socket(self) -> None:
@@ -133,3 +155,5 @@ class Daemon:
 
     def close(self) -> None:
         self.client.close()
+        if self.embedded is not None:
+            self.embedded.stop()
