@@ -63,12 +63,15 @@ class Pydockerd:
         self.proc: subprocess.Popen[bytes] | None = None
         self._clients: list[Any] = []
 
-    def start(self) -> Pydockerd:
+    def command(self) -> list[str]:
+        """pydockerd's command line (tests/dockerd/_engines.py runs it in other modes)."""
         cmd = [sys.executable, "-m", "pydockerd", "-H", self.host, "--containerd-address", self.containerd]
-        cmd += ["--data-root", str(self.base / "root")]
+        return [*cmd, "--data-root", str(self.base / "root")]
+
+    def start(self) -> Pydockerd:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                dying_with_parent(cmd),
+                dying_with_parent(self.command()),
                 cwd=REPO_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
