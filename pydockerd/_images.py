@@ -24,7 +24,6 @@ from pycontainerd import platforms
 from pycontainerd.client import Client, RegistryOptions
 from pycontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from pycontainerd.images import Descriptor, Image
-from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.manifest import MAX_CONFIG_SIZE
 from pycontainerd.images.walk import image_platforms, image_size, manifest_for
 from pycontainerd.reference import Reference
@@ -33,12 +32,13 @@ from ._auth import AuthConfig
 from ._errors import Conflict, NoSuchImage
 from ._events import EventLog
 from ._filters import Filters, bool_filter, glob_match, label_match
+from ._imagedelete import check_users, delete_platforms
 from ._imageload import LoadResult, create_or_move, load_archive
 from ._imageprune import Candidate, prune
 from ._imagepush import PushJob, prepare_push, run_push
 from ._imagesave import SaveJob, prepare_save, save_chunks
 from ._imageviews import Documents, Group, ImageView, Resolved, config_labels, parse_time, rfc3339
-from ._manifests import PlatformNotFound, parse_platform, platform_manifests
+from ._manifests import PlatformNotFound, parse_platform
 from ._progress import Message, PullReporter
 from ._refs import dangling_name, familiar, familiar_name, is_dangling, looks_like_id, parse_docker, with_tag
 from ._version import at_least
@@ -453,7 +453,8 @@ class ImageService:
                 doomed = same
             keep = False
             if doomed is same:
-                keep = self._check_users(view, by_id, force)
+                name = familiar(view.reference) if view.reference else view.record.name
+                keep = check_users(self._users(view.id), view.id, name, by_id=by_id, force=force)
             records: list[dict[str, str]] = []
             if keep:
                 self._hold_dangling(view.record)
@@ -469,73 +470,20 @@ class ImageService:
             return records
 
     def delete_platforms(self, ref_or_id: str, wanted: Sequence[str]) -> list[dict[str, str]]:
-        """``docker rmi --platform``: the named platforms' manifests leave a multi-platform image, which stays.
-
-        Each manifest's blob is deleted, so the collector takes its config and
-        layers unless another image holds them; the index keeps naming it, as
-        a pull of only some platforms leaves it.
-        """
+        """``docker rmi --platform``: see :func:`._imagedelete.delete_platforms`."""
         chosen = [p for p in (parse_platform(w) for w in wanted) if p is not None]
         with self._names:
             view, _, _ = self.resolve(ref_or_id)
             name = familiar(view.reference) if view.reference else ref_or_id
-            target = view.record.target
-            if not mt.is_index(target.media_type):
-                raise InvalidArgument(f"{name} has a single platform: remove the image instead")
-            entries, _ = platform_manifests(self._client.content, lambda _d: True, target)
-            doomed = []
-            for p in chosen:
-                matcher = platforms.only_strict(p)
-                found = [e for e in entries if matcher.match(e.platform)]
-                if not found:
-                    raise PlatformNotFound(name, p)
-                doomed += [e for e in found if e not in doomed]
-            records = []
-            for e in doomed:
-                users = self._users(e.manifest.config.digest)
-                if users:
-                    raise Conflict(
-                        f"conflict: unable to delete {_short(e.manifest.config.digest)} (must be forced) - "
-                        f"platform {platforms.format(e.platform)} is being used by container {users[0][0][:12]}"
-                    )
-            for e in doomed:
-                with contextlib.suppress(NotFound):
-                    self._client.content.delete(e.desc.digest)
-                self._documents.forget(e.desc.digest)
-                records.append({"Deleted": e.desc.digest})
-                self._events.publish("image", "delete", e.manifest.config.digest, {"name": e.desc.digest})
-            return records
-
-    def _check_users(self, view: ImageView, by_id: bool, force: bool) -> bool:
-        """Refuse to delete an image containers use (Docker's 409s); whether its content must stay.
-
-        By ID: a running container's image never goes, a stopped one's only
-        when forced (and then it goes).  By its last name: only when forced,
-        and then the name goes while the image stays as a dangling one.
-        """
-        users = self._users(view.id)
-        if not users:
-            return False
-        if by_id:
-            running = [c for c, up in users if up]
-            if running:
-                raise Conflict(
-                    f"conflict: unable to delete {_short(view.id)} (cannot be forced) - "
-                    f"image is being used by running container {running[0][:12]}"
-                )
-            if not force:
-                raise Conflict(
-                    f"conflict: unable to delete {_short(view.id)} (must be forced) - "
-                    f"image is being used by stopped container {users[0][0][:12]}"
-                )
-            return False
-        if not force:
-            name = familiar(view.reference) if view.reference else view.record.name
-            raise Conflict(
-                f'conflict: unable to remove repository reference "{name}" (must force) - '
-                f"container {users[0][0][:12]} is using its referenced image {_short(view.id)}"
+            return delete_platforms(
+                self._client,
+                view.record.target,
+                name,
+                chosen,
+                users=self._users,
+                events=self._events,
+                forget=self._documents.forget,
             )
-        return True
 
     def count(self) -> int:
         return len(self._groups())

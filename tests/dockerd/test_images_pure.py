@@ -14,6 +14,7 @@ from pycontainerd.images import Descriptor
 from pycontainerd.images.manifest import Manifest
 from pycontainerd.transfer import Progress
 from pydockerd._errors import Conflict
+from pydockerd._imagedelete import check_users
 from pydockerd._manifests import PlatformManifest, parse_platform, pick, push_target
 from pydockerd._progress import Message, PushReporter
 from pydockerd.archive import _tar
@@ -166,3 +167,19 @@ def test_push_reporter_messages() -> None:
         ("bbbbbbbbbbbb", "Mounted from library/busybox"),
     ]
     assert got[1]["progressDetail"] == {"current": 4, "total": 10}
+
+
+def test_check_users_rules() -> None:
+    image_id = "sha256:" + "1" * 64
+    running, stopped = [("a" * 64, True)], [("b" * 64, False)]
+    assert check_users([], image_id, "x:1", by_id=True, force=False) is False
+    with pytest.raises(
+        Conflict, match=r"111111111111 \(cannot be forced\) - image is being used by running container a{12}$"
+    ):
+        check_users(running, image_id, "x:1", by_id=True, force=True)
+    with pytest.raises(Conflict, match=r"\(must be forced\) - image is being used by stopped container b{12}$"):
+        check_users(stopped, image_id, "x:1", by_id=True, force=False)
+    assert check_users(stopped, image_id, "x:1", by_id=True, force=True) is False  # it goes
+    with pytest.raises(Conflict, match=r'repository reference "x:1" \(must force\) - container a{12} is using'):
+        check_users(running, image_id, "x:1", by_id=False, force=False)
+    assert check_users(running, image_id, "x:1", by_id=False, force=True) is True  # untagged, kept dangling
