@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pycontainerd import platforms
 from pycontainerd.client import Client, RegistryOptions
+from pycontainerd.content.helpers import ensure_labels
 from pycontainerd.errors import InvalidArgument, NotFound
 from pycontainerd.images import Image
 from pycontainerd.leases import Resource
@@ -67,6 +68,12 @@ def prepare_push(
         raise NotFound(f"An image does not exist locally with the tag: {familiar_name(ref)}")
     records.sort(key=lambda r: r.name)
     return PushJob(ref, tuple(records), platform, auth)
+
+
+def _add_source(_key: str, old: str, new: str) -> str:
+    """A source label lists repositories, comma-separated; ``new`` joins them once."""
+    repos = [r for r in old.split(",") if r]
+    return ",".join([*repos, new] if new not in repos else repos)
 
 
 def _has(client: Client) -> Callable[[str], bool]:
@@ -123,6 +130,11 @@ def _push_one(
             leased.leases.add_resource(lease_id, Resource(id=desc.digest, type="content"))
         with registry.resolver() as resolver:
             transfer_push(resolver, str(ref), leased.content, target, PushOptions(), progress=reporter)
+        # The blobs are in this repository now too: a later push elsewhere on the registry mounts them from here.
+        _, repo = distribution_source_label(str(ref))
+        for desc in order:
+            with contextlib.suppress(NotFound):
+                ensure_labels(leased.content, desc.digest, {source_key: repo}, _add_source)
     tag = ref.tag or ref.digest
     if ref.tag:
         emit({"status": f"{ref.tag}: digest: {target.digest} size: {target.size}"})

@@ -10,6 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from pycontainerd.client import Client
 from tests.distribution.support import raw_manifest, seed, two_platforms
 from tests.dockerd.conftest import Pydockerd
 from tests.fixtures.registry import PASSWORD, USER, Registry, RegistryFactory
@@ -49,6 +50,14 @@ def test_cli_push_then_skopeo(pydockerd: Pydockerd, registry_factory: RegistryFa
     out = pydockerd.docker("push", dest).stdout
     for short in layers:
         assert f"{short}: Layer already exists" in out
+
+    # Pushed, the blobs are labelled with the repository they are now in, beside the one they came from.
+    c = Client(pydockerd.containerd, namespace="moby")
+    try:
+        labels = c.content.info(img.manifest["layers"][0]["digest"]).labels  # type: ignore[index]
+    finally:
+        c.close()
+    assert labels["containerd.io/distribution.source.127.0.0.1"] == "src/app,dst/app"
 
     # To another repository of the registry it came from: mounted, not uploaded.
     same = f"{source.host}/copy/app:v2"
