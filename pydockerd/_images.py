@@ -70,7 +70,8 @@ class ImageService:
         unpack: bool = True,
         snapshotter: str = "",
         events: EventLog | None = None,
-        users: Callable[[str], list[tuple[str, bool]]] | None = None,
+        users: Callable[[str], Sequence[str | tuple[str, bool]]] | None = None,
+        running: Callable[[str], bool] | None = None,
     ) -> None:
         self._client = client
         self._events = events if events is not None else EventLog()
@@ -80,9 +81,23 @@ class ImageService:
         self._documents = Documents(client.content)
         # Name changes (tag, pull, delete) are read-modify-write on records: one at a time.
         self._names = threading.Lock()
-        # Image ID -> the containers using it, (ID, running); the container service provides it.
-        self._users = users or (lambda _image_id: [])
+        # Image ID -> the containers using it (their IDs, or (ID, running) pairs); container ID -> whether it
+        # runs, for bare IDs.  The container service provides both.
+        self._users_fn = users
+        self._running = running
         self._pruning = threading.Lock()
+
+    def _users(self, image_id: str) -> list[tuple[str, bool]]:
+        """The containers using ``image_id``, each with whether it runs."""
+        if self._users_fn is None or not image_id:
+            return []
+        out = []
+        for u in self._users_fn(image_id):
+            if isinstance(u, str):
+                out.append((u, bool(self._running and self._running(u))))
+            else:
+                out.append((u[0], u[1]))
+        return out
 
     # -- reading ------------------------------------------------------------
 

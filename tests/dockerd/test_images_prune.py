@@ -85,6 +85,16 @@ def service(
     client.close()
 
 
+@pytest.fixture
+def by_ids(pycontainerd_daemon: PycontainerdDaemon) -> Iterator[tuple[ImageService, dict[str, list[str]], set[str]]]:
+    """The same with the container service's shapes: image ID -> container IDs, and the set of running ones."""
+    users: dict[str, list[str]] = {}
+    up: set[str] = set()
+    client = Client(pycontainerd_daemon.address, namespace="moby")
+    yield ImageService(client, users=lambda i: users.get(i, []), running=lambda c: c in up), users, up
+    client.close()
+
+
 def test_remove_image_in_use(
     service: tuple[ImageService, dict[str, list[tuple[str, bool]]]], registry: Registry, tmp_path: Path
 ) -> None:
@@ -131,3 +141,21 @@ def test_remove_image_in_use(
     svc.pull(svc.prepare_pull(ref, "", "", None), lambda _msg: None)
     users[image_id] = [(stopped, False)]
     assert svc.delete(image_id, force=True) == [{"Untagged": ref}, {"Deleted": image_id}]
+
+
+def test_users_as_container_ids(
+    by_ids: tuple[ImageService, dict[str, list[str]], set[str]], registry: Registry, tmp_path: Path
+) -> None:
+    svc, users, up = by_ids
+    img = image([busybox_files()], config={"Cmd": ["/bin/sh"]})
+    seed(registry, img, "used/ids:1", tmp_path)
+    ref = f"{registry.host}/used/ids:1"
+    svc.pull(svc.prepare_pull(ref, "", "", None), lambda _msg: None)
+    image_id = str(img.manifest["config"]["digest"])  # type: ignore[index]
+    users[image_id] = ["c" * 64]
+    up.add("c" * 64)
+    with pytest.raises(Conflict, match="cannot be forced"):
+        svc.delete(image_id, force=True)
+    up.clear()
+    with pytest.raises(Conflict, match="must be forced"):
+        svc.delete(image_id, force=False)
