@@ -134,6 +134,10 @@ class Daemon:
             connections.add(task)
             try:
                 await serve_connection(reader, writer, self.app)
+            except asyncio.CancelledError:
+                # Shutdown cancels connections still streaming (wait, logs -f, events): the task ends here,
+                # else asyncio's stream callback logs the cancellation as an error with a traceback.
+                writer.close()
             finally:
                 connections.discard(task)
 
