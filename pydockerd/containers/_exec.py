@@ -22,7 +22,7 @@ from pycontainerd.tasks import NO_IO, Exit
 from .._errors import Conflict
 from .._http import Hijacked
 from ._config import _bool, _str, _strs
-from ._frames import SYSTEMERR, encode_frame
+from ._frames import STDOUT, encode_frame
 from ._spec import exec_process
 from ._stdio import EXIT_DRAIN, Fifos, OutputReader, StdinWriter, run_in_thread
 
@@ -72,6 +72,25 @@ class ExecRecord:
             "DetachKeys": self.detach_keys,
             "Pid": self.pid,
         }
+
+
+class _Launched:
+    """A started exec's stdio on pydockerd's side: FIFOs, the output queue, the stdin writer."""
+
+    def __init__(self, fifos: Fifos | None) -> None:
+        self.fifos = fifos
+        self.queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        stdin_fd = fifos.take("stdin") if fifos is not None else -1
+        self.stdin = StdinWriter(stdin_fd) if stdin_fd >= 0 else None
+        self.reader = OutputReader(fifos, lambda stream, data: self.queue.put_nowait((stream, data)))
+        self.finishing: asyncio.Future[None] | None = None
+
+    def close(self) -> None:
+        self.reader.close()
+        if self.stdin is not None:
+            self.stdin.close()
+        if self.fifos is not None:
+            self.fifos.close()
 
 
 class ExecService:
@@ -144,50 +163,60 @@ class ExecService:
         record = svc.get(e.container_id)
         record.state.check_running(record.id, "exec")
         slot = svc.slot(record)
-        if tty is not None:
-            e.tty = tty
+        framed = not (e.tty if tty is None else tty)  # the start's Tty says how output is sent, not the process's
         rootfs = f"/proc/{record.state.pid}/root"
         process = await svc.call(
             lambda: exec_process(slot.spec, e.argv, env=e.env, tty=e.tty, user=e.user, cwd=e.workdir, rootfs=rootfs)
         )
         e.started = True
+        if detach:
+            launched = await self._launch(e, record.id, process, detach=True, console_size=console_size)
+            if isinstance(launched, str):
+                raise ContainerdError(launched)
+            return None
+
+        async def run(conn: Hijacked) -> None:
+            """Started only now, after the head went out, so no output can arrive with it (as dockerd)."""
+            launched = await self._launch(e, record.id, process, detach=False, console_size=console_size)
+            try:
+                if isinstance(launched, str):
+                    text = f"OCI runtime exec failed: {launched}\r\n".encode()
+                    await conn.write(encode_frame(STDOUT, text) if framed else text)
+                    return
+                await self._pump(e, record.id, launched, conn, framed)
+            except ConnectionError:
+                pass
+
+        return run
+
+    async def _launch(
+        self, e: ExecRecord, container_id: str, process: dict[str, Any], *, detach: bool, console_size: tuple[int, int]
+    ) -> _Launched | str:
+        """Create and start the exec's process; the runtime's refusal as a message (its exit code recorded)."""
+        svc = self.containers
         fifos = None
         if not detach and (e.attach_stdout or e.attach_stderr or e.attach_stdin):
-            fifos = Fifos(svc.store.dir(record.id) / "io", stdin=e.attach_stdin, terminal=e.tty)
-        queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
-        stdin_fd = fifos.take("stdin") if fifos is not None else -1
-        stdin = StdinWriter(stdin_fd) if stdin_fd >= 0 else None
-        reader = OutputReader(fifos, lambda stream, data: queue.put_nowait((stream, data)))
+            fifos = Fifos(svc.store.dir(container_id) / "io", stdin=e.attach_stdin, terminal=e.tty)
+        launched = _Launched(fifos)
         tasks = svc.client.tasks
         try:
-            await svc.call(lambda: tasks.exec(record.id, e.id, process, fifos.io if fifos is not None else NO_IO))
+            await svc.call(lambda: tasks.exec(container_id, e.id, process, fifos.io if fifos is not None else NO_IO))
             h, w = console_size if any(console_size) else e.console_size
             if e.tty and h and w:
                 with contextlib.suppress(ContainerdError):
-                    await svc.call(lambda: tasks.resize_pty(record.id, w, h, exec_id=e.id))
-            e.pid = await svc.call(tasks.start, record.id, e.id)
+                    await svc.call(lambda: tasks.resize_pty(container_id, w, h, exec_id=e.id))
+            e.pid = await svc.call(tasks.start, container_id, e.id)
         except ContainerdError as err:
-            reader.close()
-            if stdin is not None:
-                stdin.close()
-            if fifos is not None:
-                fifos.close()
+            launched.close()
             with contextlib.suppress(ContainerdError):
-                await svc.call(tasks.delete_process, record.id, e.id)
+                await svc.call(tasks.delete_process, container_id, e.id)
             e.exit_code, e.running = 126 if "permission" in err.message.lower() else 127, False
             e.done.set()
-            if detach:
-                raise
-            message = err.message
-
-            async def failed(conn: Hijacked) -> None:
-                with contextlib.suppress(ConnectionError):
-                    await conn.write(encode_frame(SYSTEMERR, message.encode()) if not e.tty else message.encode())
-
-            return failed
+            return err.message
         e.running = True
+        record = svc.get(container_id)
         svc.publish(record, "exec_start: " + " ".join(e.argv), execID=e.id)
-        waited = run_in_thread(lambda: tasks.wait(record.id, e.id))
+        waited = run_in_thread(lambda: tasks.wait(container_id, e.id))
 
         async def finish() -> None:
             code = 255
@@ -195,50 +224,46 @@ class ExecService:
                 exit_: Exit = await waited
                 code = exit_.status
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reader.done), EXIT_DRAIN)
-            reader.close()
-            if stdin is not None:
-                stdin.close()
+                await asyncio.wait_for(asyncio.shield(launched.reader.done), EXIT_DRAIN)
+            launched.close()
             with contextlib.suppress(ContainerdError):
-                await svc.call(tasks.delete_process, record.id, e.id)
-            if fifos is not None:
-                fifos.close()
+                await svc.call(tasks.delete_process, container_id, e.id)
             e.exit_code, e.running = code, False
             svc.slot(record).execs.discard(e.id)
             svc.publish(record, "exec_die", execID=e.id, exitCode=str(code))
-            queue.put_nowait(None)
+            launched.queue.put_nowait(None)
             e.done.set()
 
-        finishing = asyncio.ensure_future(finish())
-        if detach:
-            return None
+        launched.finishing = asyncio.ensure_future(finish())  # kept by launched
+        return launched
 
-        async def run(conn: Hijacked) -> None:
-            async def feed() -> None:
-                if stdin is None:
-                    return
-                while data := await conn.read():
-                    await stdin.write(data)
-                stdin.close()
-                with contextlib.suppress(ContainerdError):
-                    await svc.call(lambda: tasks.close_io(record.id, e.id))
+    async def _pump(self, e: ExecRecord, container_id: str, launched: _Launched, conn: Hijacked, framed: bool) -> None:
+        """Output to the connection until the process ended; the client's bytes to its stdin meanwhile."""
+        svc = self.containers
+        stdin = launched.stdin
 
-            feeder = asyncio.ensure_future(feed())
-            try:
-                while (item := await queue.get()) is not None:
-                    stream, data = item
-                    if (stream == 1 and e.attach_stdout) or (stream == 2 and e.attach_stderr):
-                        await conn.write(data if e.tty else encode_frame(stream, data))
-                await asyncio.shield(finishing)
-                conn.close_write()
-            except ConnectionError:
-                pass
-            finally:
-                feeder.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await feeder
+        async def feed() -> None:
+            if stdin is None:
+                return
+            while data := await conn.read():
+                await stdin.write(data)
+            stdin.close()
+            with contextlib.suppress(ContainerdError):
+                await svc.call(lambda: svc.client.tasks.close_io(container_id, e.id))
 
-        return run
+        feeder = asyncio.ensure_future(feed())
+        try:
+            while (item := await launched.queue.get()) is not None:
+                stream, data = item
+                if (stream == STDOUT and e.attach_stdout) or (stream != STDOUT and e.attach_stderr):
+                    await conn.write(encode_frame(stream, data) if framed else data)
+            if launched.finishing is not None:
+                await asyncio.shield(launched.finishing)
+            conn.close_write()
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
 
     def forget_container(self, container_id: str) -> None:
         for id in [i for i, e in self.execs.items() if e.container_id == container_id]:

@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,6 +131,7 @@ class ContainerService:
         self.ncpu = os.cpu_count() or 1
         self.started_up = False
         self.execs = ExecService(self)
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- helpers ------------------------------------------------------------
 
@@ -139,6 +140,12 @@ class ContainerService:
 
     def get(self, ref: str) -> Record:
         return self.store.get(ref)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on its own, kept referenced until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def slot(self, record: Record) -> Slot:
         slot = self.slots.get(record.id)
@@ -351,6 +358,16 @@ class ContainerService:
             code = 126
         record.state.start_failed(text, code, time.time_ns())
         self.store.save(record)
+        slot = self.slot(record)
+        for fut in slot.exit_waiters:
+            if not fut.done():
+                fut.set_result(code)
+        slot.exit_waiters = []
+        slot.output.close()  # attachers waiting for this start are done
+        slot.lines.close()
+        slot.output, slot.lines = Broadcast(), Broadcast()
+        if record.host_config.get("AutoRemove"):
+            self.spawn(self._remove_quietly(record.id))
         if code != 128:
             return InvalidArgument(f"failed to create task for container: {text}")
         return e
@@ -362,7 +379,7 @@ class ContainerService:
         slot.run = run
         slot.started.set()
         waited = run_in_thread(lambda: self.client.tasks.wait(record.id))
-        waited.add_done_callback(lambda f: asyncio.ensure_future(self._exited(record, slot, run, f)))
+        waited.add_done_callback(lambda f: self.spawn(self._exited(record, slot, run, f)))
 
     async def _exited(self, record: Record, slot: Slot, run: Run, waited: asyncio.Future[Exit]) -> None:
         try:
@@ -402,8 +419,7 @@ class ContainerService:
             if not run.exit.done():
                 run.exit.set_result(code)
         if record.host_config.get("AutoRemove") and not slot.removing:
-            with contextlib.suppress(ContainerdError):
-                await self.remove(record.id, force=False)
+            await self._remove_quietly(record.id)
 
     # -- wait ---------------------------------------------------------------
 
@@ -532,6 +548,12 @@ class ContainerService:
         for fut in slot.remove_waiters + slot.exit_waiters:
             if not fut.done():
                 fut.set_result(record.state.exit_code)
+
+    async def _remove_quietly(self, id: str) -> None:
+        try:
+            await self.remove(id, force=True)
+        except ContainerdError as e:
+            log.warning("container %s: auto-remove: %s", id[:12], e)
 
     def _delete_container(self, record: Record) -> None:
         with contextlib.suppress(NotFound):

@@ -27,6 +27,12 @@ BRIDGE_WARNING: Final = (
 )
 DEFAULT_ENV_PATH: Final = oci.DEFAULT_PATH_ENV
 ETC_FILES: Final = ("hostname", "hosts", "resolv.conf")
+CGROUP_MOUNT: Final[Mapping[str, Any]] = {
+    "destination": "/sys/fs/cgroup",
+    "type": "cgroup",
+    "source": "cgroup",
+    "options": ["ro", "nosuid", "noexec", "nodev"],
+}
 
 
 def network_warning(settings: HostSettings) -> list[str]:
@@ -80,8 +86,10 @@ def build_spec(
         for name in ETC_FILES
         if f"/etc/{name}" not in targets
     ]
+    # As dockerd: a private cgroup namespace, the container's own cgroup read-only at /sys/fs/cgroup.
+    mounts.append(CGROUP_MOUNT)
     mounts += [m.to_spec() for m in settings.mounts]
-    opts.append(oci.with_mounts(mounts))
+    opts += [oci.with_mounts(mounts), oci.with_linux_namespace("cgroup")]
     if settings.network_mode == "host":
         opts.append(oci.with_host_namespace("network"))
     if settings.memory:

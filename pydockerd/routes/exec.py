@@ -39,7 +39,8 @@ async def exec_start(b: Backend, req: Request) -> Response:
     run = await execs.start(req.params["id"], detach, tty, (size[0], size[1]))
     if run is None:
         return Response(200)
-    return Response.hijack(run, RAW if execs.get(req.params["id"]).tty else MULTIPLEXED)
+    framed = not (execs.get(req.params["id"]).tty if tty is None else tty)
+    return Response.hijack(run, MULTIPLEXED if framed else RAW)
 
 
 async def exec_resize(b: Backend, req: Request) -> Response:
