@@ -3,7 +3,7 @@
 The docker CLI pulls, runs and removes through it; the embedded containerd
 keeps the images across a restart of pydockerd, ``ctr`` inspects them on
 the embedded socket, and a container left running when pydockerd stops is
-found again (its shim reconnected) at the next start.  The shared flows of
+found again (its shim reconnected) at the next start, after a crash too.  The shared flows of
 the other modules run here too, re-collected with this module's fixtures.
 """
 
@@ -130,6 +130,13 @@ def test_running_container_survives_restart(pydockerd: LocalPydockerd, pycontain
         str(pid),
     ]
     assert ctr(pydockerd, "tasks", "ls").split()[3:6] == [id, str(pid), "RUNNING"]
+
+    assert pydockerd.proc is not None
+    pydockerd.proc.kill()  # a crash: no clean-up of either socket, the root lock dropped by the kernel
+    pydockerd.proc.wait()
+    os.kill(shim, 0)
+    pydockerd.start()
+    assert pydockerd.docker("inspect", "-f", "{{.State.Status}}", "keep").stdout.strip() == "running"
     assert pydockerd.docker("stop", "keep").stdout.strip() == "keep"
     assert pydockerd.docker("inspect", "-f", "{{.State.ExitCode}}", "keep").stdout.strip() == "143"
     assert pydockerd.docker("logs", "keep").stdout == "started\nbye\n"
