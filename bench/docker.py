@@ -45,7 +45,9 @@ from bench.engines import (
     DOCKERD,
     DOCKERD_NAME,
     ENGINES,
+    MODES,
     PYDOCKERD_NAME,
+    REMOTE,
     Engine,
     EngineUnavailable,
     dockerd,
@@ -225,6 +227,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the Docker benchmark only; it writes docker.json and docker.md, latest.* are left alone",
     )
     parser.add_argument("--docker-runs", type=int, default=20, help="timed `docker run --rm` per engine (default 20)")
+    parser.add_argument(
+        "--pydockerd-mode",
+        choices=MODES,
+        default=REMOTE,
+        help="pydockerd over the pycontainerd daemon (remote, the default) or with its services inside (embedded)",
+    )
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -371,8 +379,9 @@ def footer(facts: dict[str, object], started_at: str) -> str:
     return (
         f"_Measured {started_at} by `make bench` on {facts['cpu_model']} ({facts['cpus']} CPUs, {mem_text}) with the "
         f"docker CLI {facts['docker_cli']}: Debian's dockerd ({facts['dockerd']}) with its own containerd "
-        f"and its overlay2 graph driver (20.10 had no containerd image store), against pydockerd over pycontainerd "
-        f"({facts['pycontainerd_commit']}, overlayfs snapshotter). Ratio = pydockerd / dockerd._"
+        f"and its overlay2 graph driver (20.10 had no containerd image store), against pydockerd "
+        f"({str(facts['pycontainerd_commit'])[:12]}) over pycontainerd in {facts['pydockerd_mode']} mode "
+        f"(overlayfs snapshotter). Ratio = pydockerd / dockerd._"
     )
 
 
@@ -383,6 +392,7 @@ def section(args: argparse.Namespace, data: Path, log: Log) -> Results:
     facts = report.machine_facts()
     facts["dockerd"] = _version([str(DOCKERD), "--version"]) if DOCKERD.exists() else "not installed"
     facts["docker_cli"] = _version([str(DOCKER), "--version"])
+    facts["pydockerd_mode"] = args.pydockerd_mode
     load_before = os.getloadavg()
     names = wanted(args)
     unavailable: dict[str, str] = {}
@@ -400,13 +410,17 @@ def section(args: argparse.Namespace, data: Path, log: Log) -> Results:
             busybox = busybox_image(host, data / "docker")
             settle()
             for name in names:
-                start = dockerd if name == DOCKERD_NAME else pydockerd
                 try:
-                    s.engines[name] = stack.enter_context(start(host))
+                    if name == DOCKERD_NAME:
+                        s.engines[name] = stack.enter_context(dockerd(host))
+                    else:
+                        s.engines[name] = stack.enter_context(pydockerd(host, args.pydockerd_mode))
                 except EngineUnavailable as exc:
                     unavailable[name] = str(exc)
                     log(f"docker: {name} is unavailable, its column will say n/a: {str(exc).splitlines()[0]}")
             startup = s.metric("docker_startup", "Engine start-up until `/_ping` answers", "ms", decimals=0)
+            startup.note(DOCKERD_NAME, "includes starting its containerd")
+            startup.note(PYDOCKERD_NAME, f"{args.pydockerd_mode} mode: includes starting pycontainerd")
             for name, engine in s.engines.items():
                 startup.add(name, engine.ready_after * 1000)
             bench_pulls(s, images, args.runs)

@@ -5,8 +5,9 @@
   overlay2, its containers under a cgroup parent of their own.  It starts
   its own containerd (Debian's 1.6, under the exec root) and keeps images in
   its graph driver: the containerd image store came after 20.10.
-* :func:`pydockerd`: a fresh pycontainerd (as :mod:`bench.daemons` starts
-  it) and pydockerd over it, in remote mode.
+* :func:`pydockerd`: pydockerd over a fresh pycontainerd, either the
+  pycontainerd daemon as :mod:`bench.daemons` starts it (remote mode) or
+  pycontainerd's services inside pydockerd (embedded, its default).
 
 Each yields an :class:`Engine`: its API socket, the ``docker`` CLI pointed
 at it (``DOCKER_HOST`` and a private ``DOCKER_CONFIG``), and the
@@ -43,6 +44,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 DOCKERD_NAME = "dockerd"
 PYDOCKERD_NAME = "pydockerd"
 ENGINES = (DOCKERD_NAME, PYDOCKERD_NAME)
+REMOTE, EMBEDDED = "remote", "embedded"
+MODES = (REMOTE, EMBEDDED)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 CLI_TIMEOUT = 120.0
@@ -150,7 +153,7 @@ class Engine:
             raise BenchmarkError(f"`docker {' '.join(args)}` took over {timeout:.0f} s") from exc
         elapsed = time.perf_counter() - started
         if done.returncode != 0:
-            err = done.stderr.decode(errors="replace").strip()[-500:]
+            err = cli_error(done.stderr.decode(errors="replace"))
             raise BenchmarkError(f"`docker {' '.join(args)}` exited {done.returncode}: {err}")
         return elapsed, done.stdout.decode(errors="replace")
 
@@ -161,6 +164,13 @@ class Engine:
             with contextlib.suppress(FileNotFoundError):
                 left += [str(d / e) for e in os.listdir(d) if e not in allowed]
         return left
+
+
+def cli_error(stderr: str) -> str:
+    """What went wrong, from the CLI's stderr: its last error line, not the progress or usage hint around it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("Run '")]
+    errors = [line for line in lines if "rror" in line]
+    return (errors or lines or ["(no output)"])[-1][:500]
 
 
 def _wait_ping(engine: Engine, launched: float) -> None:
@@ -240,52 +250,52 @@ def dockerd(insecure: str) -> Iterator[Engine]:
             _remove_cgroups(cgroup)
 
 
-def pydockerd_flags() -> str:
-    """pydockerd's ``--help``, to pass the flags it has by now (``--data-root`` is newer than the rest)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pydockerd", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
-    )
-    return done.stdout
+def _snapshots_and_blobs(root: Path) -> dict[Path, frozenset[str]]:
+    """A containerd root's overlayfs snapshots and content blobs: both empty when no image is held."""
+    return {
+        root / "io.containerd.snapshotter.v1.overlayfs" / "snapshots": frozenset(),
+        root / "io.containerd.content.v1.content" / "blobs" / "sha256": frozenset(),
+    }
 
 
 @contextlib.contextmanager
-def pydockerd(insecure: str) -> Iterator[Engine]:
-    """A fresh pycontainerd and pydockerd over it (remote mode), both on private directories."""
+def pydockerd(insecure: str, mode: str = REMOTE) -> Iterator[Engine]:
+    """pydockerd on private data and exec roots, over a fresh pycontainerd.
+
+    ``mode`` :data:`REMOTE`: the pycontainerd daemon as :mod:`bench.daemons`
+    starts it, and pydockerd its gRPC client; :data:`EMBEDDED`: pydockerd
+    runs pycontainerd's services in its own process (its default), as
+    dockerd runs a containerd of its own.
+    """
     with scratch("bench-pydockerd-") as base:
         (base / "cli").mkdir()
-        (base / "c").mkdir()
+        data, execroot = base / "data", base / "exec"
+        argv = [
+            sys.executable,
+            "-m",
+            "pydockerd",
+            f"--host=unix://{base / 'docker.sock'}",
+            f"--data-root={data}",
+            f"--exec-root={execroot}",
+            f"--insecure-registry={insecure}",
+        ]
         launched = time.monotonic()
+        engine = Engine(PYDOCKERD_NAME, base, base / "docker.sock", [], base / "pydockerd.log", {})
         try:
-            containerd = daemons.launch(PYCONTAINERD_NAME, base / "c")
-        except daemons.DaemonUnavailable as exc:
-            raise EngineUnavailable(str(exc)) from exc
-        engine = Engine(
-            PYDOCKERD_NAME,
-            base,
-            base / "docker.sock",
-            [containerd.proc],
-            base / "pydockerd.log",
-            {
-                base / "c" / "root" / "io.containerd.snapshotter.v1.overlayfs" / "snapshots": frozenset(),
-                base / "c" / "root" / "io.containerd.content.v1.content" / "blobs" / "sha256": frozenset(),
-            },
-            extra_logs=[containerd.log],
-        )
-        try:
-            _wait_containerd(containerd)
-            argv = [
-                sys.executable,
-                "-m",
-                "pydockerd",
-                "-H",
-                f"unix://{engine.socket}",
-                "--containerd-address",
-                containerd.address,
-                "--insecure-registry",
-                insecure,
-            ]
-            if "--data-root" in pydockerd_flags():
-                argv += ["--data-root", str(base / "data")]
+            if mode == REMOTE:
+                (base / "c").mkdir()
+                try:
+                    containerd = daemons.launch(PYCONTAINERD_NAME, base / "c")
+                except daemons.DaemonUnavailable as exc:
+                    raise EngineUnavailable(str(exc)) from exc
+                engine.procs.append(containerd.proc)
+                engine.extra_logs.append(containerd.log)
+                engine.empty_when_idle = _snapshots_and_blobs(base / "c" / "root")
+                _wait_containerd(containerd)
+                argv.append(f"--containerd={containerd.address}")
+            else:
+                argv.append("--containerd=embedded")
+                engine.empty_when_idle = _snapshots_and_blobs(data / "containerd" / "daemon")
             engine.procs.insert(0, _spawn(argv, engine.log, REPO))
             _wait_ping(engine, launched)
             yield engine
