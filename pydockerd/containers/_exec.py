@@ -162,11 +162,11 @@ class ExecService:
         svc = self.containers
         record = svc.get(e.container_id)
         record.state.check_running(record.id, "exec")
-        slot = svc.slot(record)
+        spec = await svc.spec(record)
         framed = not (e.tty if tty is None else tty)  # the start's Tty says how output is sent, not the process's
         rootfs = f"/proc/{record.state.pid}/root"
         process = await svc.call(
-            lambda: exec_process(slot.spec, e.argv, env=e.env, tty=e.tty, user=e.user, cwd=e.workdir, rootfs=rootfs)
+            lambda: exec_process(spec, e.argv, env=e.env, tty=e.tty, user=e.user, cwd=e.workdir, rootfs=rootfs)
         )
         e.started = True
         if detach:
@@ -180,7 +180,8 @@ class ExecService:
             launched = await self._launch(e, record.id, process, detach=False, console_size=console_size)
             try:
                 if isinstance(launched, str):
-                    text = f"OCI runtime exec failed: {launched}\r\n".encode()
+                    prefix = "" if launched.startswith("OCI runtime") else "OCI runtime exec failed: "
+                    text = f"{prefix}{launched}\r\n".encode()
                     await conn.write(encode_frame(STDOUT, text) if framed else text)
                     return
                 await self._pump(e, record.id, launched, conn, framed)

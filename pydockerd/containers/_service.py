@@ -153,6 +153,14 @@ class ContainerService:
             slot = self.slots[record.id] = Slot(LogFile(self.log_path(record.id)))
         return slot
 
+    async def spec(self, record: Record) -> dict[str, Any]:
+        """The container's OCI spec (kept once read: it does not change)."""
+        slot = self.slot(record)
+        if not slot.spec:
+            c = await self.call(self.client.containers.get, record.id)
+            slot.spec = oci.spec_from_json(c.spec.value) if c.spec is not None else {}
+        return slot.spec
+
     def log_path(self, id: str) -> Path:
         return self.store.dir(id) / f"{id}-json.log"
 
@@ -251,6 +259,13 @@ class ContainerService:
                 hostname, settings.network_mode == "host", _read("/etc/hosts"), _read("/etc/resolv.conf")
             ).items():
                 (d / "etc" / fname).write_text(text)
+            for m in settings.mounts:
+                if m.type == "bind" and not os.path.exists(m.source):
+                    if not m.create_source:
+                        raise InvalidArgument(
+                            f'invalid mount config for type "bind": bind source path does not exist: {m.source}'
+                        )
+                    os.makedirs(m.source, 0o755, exist_ok=True)  # as dockerd does for -v
             await self.call(self._make_container, record, view, settings)
             self.store.add(record)
         except BaseException:

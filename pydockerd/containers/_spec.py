@@ -43,16 +43,14 @@ def network_warning(settings: HostSettings) -> list[str]:
 
 
 def process_env(config: Mapping[str, Any], hostname: str) -> list[str]:
-    """The process's environment as dockerd makes it: PATH if missing, HOSTNAME, TERM with a terminal."""
+    """The process's environment as dockerd makes it: PATH if missing, HOSTNAME."""
     env = env_list(config.get("Env") or [])
     keys = {e.partition("=")[0] for e in env}
     out = []
     if "PATH" not in keys:
         out.append(DEFAULT_ENV_PATH)
     out.append(f"HOSTNAME={hostname}")
-    if config.get("Tty"):
-        out.append("TERM=xterm")
-    return out + env
+    return out + env  # TERM=xterm comes with the terminal (oci.with_tty)
 
 
 def build_spec(

@@ -103,7 +103,7 @@ def assert_clean(d: Pydockerd, daemon: PycontainerdDaemon, ids: list[str]) -> No
     bundles = daemon.state / "io.containerd.runtime.v2.task" / NS
     assert not bundles.exists() or [p.name for p in bundles.iterdir() if p.name in ids] == []
     for id in ids:
-        assert not list(Path("/sys/fs/cgroup").glob(f"**/{NS}/{id}"))
+        assert [p for p in _cgroup_parents() if (p / id).exists()] == []
     with Client(daemon.address, namespace=NS) as c:
         assert [x.id for x in c.containers.list() if x.id in ids] == []
         assert [t.id for t in c.tasks.list() if t.id in ids] == []
@@ -113,14 +113,19 @@ def assert_clean(d: Pydockerd, daemon: PycontainerdDaemon, ids: list[str]) -> No
     assert "Traceback" not in d.log()
 
 
+def _cgroup_parents() -> list[Path]:
+    """``/moby`` of cgroup v2 and of each v1 controller (other tests' cgroups come and go beside them)."""
+    root = Path("/sys/fs/cgroup")
+    return [root / NS, *(root / c / NS for c in os.listdir(root))]
+
+
 def remove_cgroups() -> None:
     """runc removes each container's cgroup, not the ``/moby`` parent: removed when empty."""
-    for parent in Path("/sys/fs/cgroup").glob(f"**/{NS}"):
-        if parent.is_dir():
-            try:
-                parent.rmdir()
-            except OSError:
-                pass
+    for parent in _cgroup_parents():
+        try:
+            parent.rmdir()
+        except OSError:
+            pass
 
 
 class Terminal:

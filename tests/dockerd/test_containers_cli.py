@@ -263,6 +263,11 @@ def test_settings_reach_the_container(pydockerd: Pydockerd, bb: str, tmp_path: P
     host_net = pydockerd.docker("run", "--rm", "--network", "host", bb, "ls", "/sys/class/net").stdout.split()
     assert len(host_net) > 1 and "lo" in host_net
     assert pydockerd.docker("run", "--rm", "--entrypoint", "echo", bb, "via", "entrypoint").stdout == "via entrypoint\n"
+    made = tmp_path / "made" / "by" / "v"
+    pydockerd.docker("run", "--rm", "-v", f"{made}:/m", bb, "true")
+    assert made.is_dir()
+    r = pydockerd.docker("run", "--rm", "--mount", f"type=bind,src={tmp_path}/absent,dst=/m", bb, "true", ok=False)
+    assert "bind source path does not exist" in r.stderr
     r = pydockerd.docker("run", "--restart", "always", bb, "true", ok=False)
     assert "restart policy" in r.stderr
     r = pydockerd.docker("run", "--rm", bb, "nosuchprogram", ok=False)
@@ -300,3 +305,28 @@ def test_bad_input(pydockerd: Pydockerd, bb: str) -> None:
     got, _, data = pydockerd.request("POST", f"/containers/{id}/stop")
     assert got == 404
     assert "Traceback" not in pydockerd.log()
+
+
+def test_records_survive_a_pydockerd_restart(
+    pydockerd: Pydockerd, pycontainerd_daemon: PycontainerdDaemon, bb: str
+) -> None:
+    script = "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"
+    running = pydockerd.docker("run", "-d", "--name", "ticker", "-l", "keep=1", bb, "sh", "-c", script).stdout.strip()
+    pydockerd.docker("create", "--name", "idle", bb, "true")
+    pydockerd.docker("run", "--name", "done", bb, "sh", "-c", "exit 6", ok=False)
+    wait_for(lambda: "tick 2" in pydockerd.docker("logs", "ticker").stdout, what="ticks")
+    pydockerd.stop()
+    pydockerd.start()
+    rows = pydockerd.docker("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.split("\n")
+    assert sorted(r for r in rows if r) == ["done exited", "idle created", "ticker running"]
+    assert pydockerd.docker("inspect", "-f", "{{.State.ExitCode}}", "done").stdout.strip() == "6"
+    before = pydockerd.docker("logs", "ticker").stdout.count("tick")
+    wait_for(lambda: pydockerd.docker("logs", "ticker").stdout.count("tick") > before + 2, what="ticks after")
+    pydockerd.docker("exec", "ticker", "true")
+    pydockerd.docker("stop", "ticker")
+    assert pydockerd.docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker").stdout.split() == [
+        "exited",
+        "0",
+    ]
+    pydockerd.docker("rm", "ticker", "idle", "done")
+    assert_clean(pydockerd, pycontainerd_daemon, [running])
