@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ._digest import Digester, validate_digest
 from ._types import (
+    Following,
     Info,
     Ingester,
     IngestManager,
@@ -34,6 +35,7 @@ from .helpers import BlobFile, copy_into, open_blob, read_blob, write_blob
 __all__ = [
     "BlobFile",
     "Digester",
+    "Following",
     "Info",
     "IngestManager",
     "Ingester",

@@ -19,7 +19,6 @@ and is started again, which only costs a retransfer.  Only commit syncs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import os
@@ -35,17 +34,15 @@ from pathlib import Path
 
 from ..errors import (
     AlreadyExists,
-    ContainerdError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    ResourceExhausted,
     Unavailable,
-    Unknown,
     quote,
 )
 from ..identifiers import validate_labels
 from ._digest import Digester, validate_digest
+from ._reader import LocalReaderAt, from_oserror
 from ._types import Status
 
 MAX_REF = 1024
@@ -75,20 +72,6 @@ def ingest_dir(ingest_root: Path, ref: str) -> Path:
 def blob_path(blobs_root: Path, digest: str) -> Path:
     algo, _, hexpart = validate_digest(digest).partition(":")
     return blobs_root / algo / hexpart
-
-
-def from_oserror(exc: OSError, what: str) -> ContainerdError:
-    """The filesystem's errno as our error class; callers add ``from exc``."""
-    msg = f"{what}: {exc.strerror or exc}"
-    if exc.errno == errno.ENOENT:
-        return NotFound(msg)
-    if exc.errno == errno.EEXIST:
-        return AlreadyExists(msg)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceExhausted(msg)
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return FailedPrecondition(msg)
-    return Unknown(msg)
 
 
 def to_datetime(ns: int) -> datetime:
@@ -297,6 +280,12 @@ class LocalWriter:
         self._blobs_root = blobs_root
         self._set_labels = set_labels
         self._locked = True
+
+    def reader(self) -> LocalReaderAt:
+        """A reader of the data written so far (see :class:`~pycontainerd.content.Following`)."""
+        if self._fd < 0:
+            raise FailedPrecondition(f"writer for ref {self._ref} is closed")
+        return LocalReaderAt(os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC))
 
     def write(self, data: bytes) -> int:
         """The ingest hot path: one write(2) and one hash update, no metadata."""

@@ -99,6 +99,20 @@ class Writer(Protocol):
         ...
 
 
+@runtime_checkable
+class Following(Protocol):
+    """A writer whose data can be read while it is being written (a local ingest file).
+
+    The reader sees what has been written so far and nothing is checked
+    yet: only for consumers that verify what they read themselves (an
+    unpack checks each layer's diffID).
+    """
+
+    def reader(self) -> ReaderAt:
+        """A reader of the ingest's data as it grows; its ``size`` is meaningless."""
+        ...
+
+
 class Ingester(Protocol):
     def writer(self, ref: str, total: int = 0, expected: str = "") -> Writer:
         """Open (or resume) the ingest ``ref``.

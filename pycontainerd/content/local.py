@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
@@ -37,7 +36,6 @@ from ._ingest import (
     TMP_PREFIX,
     LocalWriter,
     blob_path,
-    from_oserror,
     ingest_dir,
     lock_ref,
     open_ingest,
@@ -46,6 +44,7 @@ from ._ingest import (
     unlock_ref,
     validate_ref,
 )
+from ._reader import LocalReaderAt, from_oserror
 from ._types import Info, Status
 
 __all__ = ["LabelStore", "LocalReaderAt", "LocalStore", "LocalWriter", "MemoryLabelStore"]
@@ -91,54 +90,6 @@ class MemoryLabelStore:
     def delete(self, digest: str) -> None:
         with self._mu:
             self._labels.pop(digest, None)
-
-
-class LocalReaderAt:
-    """Positional reads of one blob file; the fd stays valid even if the blob is deleted."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._size = os.fstat(fd).st_size
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        if offset < 0 or n < 0:
-            raise InvalidArgument(f"read_at: negative offset {offset} or length {n}")
-        if self._fd < 0:
-            raise FailedPrecondition("read_at on a closed reader")
-        try:
-            data = os.pread(self._fd, n, offset)
-            if len(data) == n or not data:
-                return data
-            # pread may return short on large reads; loop until n or the end.
-            parts = [data]
-            got = len(data)
-            while got < n and (more := os.pread(self._fd, n - got, offset + got)):
-                parts.append(more)
-                got += len(more)
-            return b"".join(parts)
-        except OSError as exc:
-            raise from_oserror(exc, "read blob") from exc
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self) -> LocalReaderAt:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
 
 
 class LocalStore:

@@ -22,7 +22,8 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from typing import BinaryIO, Protocol, cast
 
-from ..content import Ingester, Provider, Writer, open_blob
+from ..content import BlobFile, Ingester, Provider, ReaderAt, Writer, open_blob
+from ..content.helpers import CHUNK
 from ..errors import AlreadyExists, InvalidArgument, quote
 from ..images import Descriptor
 from ..images import mediatypes as mt
@@ -99,6 +100,21 @@ class LocalDiffer:
         self._scratch = scratch
 
     def apply(self, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor:
+        return self._apply(desc, mounts, open_blob(self._content, desc.digest))
+
+    def apply_from(self, reader: ReaderAt, desc: Descriptor, mounts: Sequence[Mount]) -> Descriptor:
+        """Apply ``desc`` reading its blob from ``reader`` instead of the store (a layer still downloading).
+
+        The diffID returned is what the caller must check: nothing here
+        vouches for bytes that did not come from the store.
+        """
+        return self._apply(desc, mounts, cast(BinaryIO, io.BufferedReader(BlobFile(reader), CHUNK)))
+
+    def _apply(self, desc: Descriptor, mounts: Sequence[Mount], blob_file: BinaryIO) -> Descriptor:
+        with blob_file:
+            return self._apply_blob(desc, mounts, blob_file)
+
+    def _apply_blob(self, desc: Descriptor, mounts: Sequence[Mount], blob: BinaryIO) -> Descriptor:
         if _encrypted(desc.media_type):
             raise InvalidArgument(f"encrypted layer {desc.digest}: decryption is not supported")
         try:
@@ -107,21 +123,18 @@ class LocalDiffer:
             raise InvalidArgument(f"unsupported diff media type {quote(desc.media_type)}") from None
         media_type = "" if kind == "unknown" else desc.media_type  # sniff what the type does not say
         validate(mounts)
-        with open_blob(self._content, desc.digest) as blob:
-            if len(mounts) == 1 and mounts[0].type == "overlay" and option_value(mounts[0].options, "upperdir"):
-                m = mounts[0]
-                upper = pathlib.Path(option_value(m.options, "upperdir") or "")
-                parents = [pathlib.Path(p) for p in lowerdirs(m)]
-                result = apply_layer(
-                    upper, blob, media_type=media_type, whiteouts=WhiteoutMode.OVERLAY, parents=parents
-                )
-            elif len(mounts) == 1 and mounts[0].type in ("bind", "rbind") and not readonly(mounts[0]):
-                result = apply_layer(pathlib.Path(mounts[0].source), blob, media_type=media_type)
-            else:
-                if any(readonly(m) for m in mounts):
-                    raise InvalidArgument("cannot apply a layer to read-only mounts")
-                with mounted(mounts, parent=self._scratch) as root:
-                    result = apply_layer(root, blob, media_type=media_type)
+        if len(mounts) == 1 and mounts[0].type == "overlay" and option_value(mounts[0].options, "upperdir"):
+            m = mounts[0]
+            upper = pathlib.Path(option_value(m.options, "upperdir") or "")
+            parents = [pathlib.Path(p) for p in lowerdirs(m)]
+            result = apply_layer(upper, blob, media_type=media_type, whiteouts=WhiteoutMode.OVERLAY, parents=parents)
+        elif len(mounts) == 1 and mounts[0].type in ("bind", "rbind") and not readonly(mounts[0]):
+            result = apply_layer(pathlib.Path(mounts[0].source), blob, media_type=media_type)
+        else:
+            if any(readonly(m) for m in mounts):
+                raise InvalidArgument("cannot apply a layer to read-only mounts")
+            with mounted(mounts, parent=self._scratch) as root:
+                result = apply_layer(root, blob, media_type=media_type)
         return Descriptor(media_type=mt.OCI_LAYER, digest=result.diff_id, size=result.size)
 
     def compare(

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from .. import filters
 from ..api.events.content_pb2 import ContentDelete
-from ..content import Info, ReaderAt, Status, Writer, validate_digest
-from ..errors import AlreadyExists, InvalidArgument, NotFound, quote
+from ..content import Following, Info, ReaderAt, Status, Writer, validate_digest
+from ..errors import AlreadyExists, InvalidArgument, NotFound, NotImplementedYet, quote
 from ._util import apply_label_paths, dump_labels, load_labels, now_ns, to_datetime
 from .leases import add_to_lease
 
@@ -269,6 +269,12 @@ class NamespacedWriter:
 
     def commit(self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None) -> str:
         return self._store._commit(self._ref, self._w, size, expected, labels or {})
+
+    def reader(self) -> ReaderAt:
+        """The backend's data as it is written, when the backend can show it (see ``Following``)."""
+        if not isinstance(self._w, Following):
+            raise NotImplementedYet("this content store cannot read an ingest while it is written")
+        return self._w.reader()
 
     def close(self) -> None:
         self._w.close()

@@ -12,7 +12,10 @@ was interrupted resumes from the offset each ingest reached.
 A pull can unpack as it goes (:class:`~pycontainerd.unpack.Unpacker`): each
 blob is announced once it is in the store, and layers are applied while
 later ones are still downloading; the image record is written once both the
-fetch and the unpacks have succeeded, as containerd's pull does.
+fetch and the unpacks have succeeded, as containerd's pull does.  Where the
+store can show an ingest as it is written (the daemon's local store), a
+layer is applied while it downloads: the unpack checks its diffID against
+the verified config, so it needs no digest-checked blob to trust it.
 
 The same code runs in the daemon (server-side pull, over the local store)
 and in clients (over the Content API), as containerd's does.
@@ -26,11 +29,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .. import platforms
+from ..content import Following, ReaderAt, Writer, read_blob, validate_digest
 from ..content import Store as ContentStore
-from ..content import read_blob, validate_digest
 from ..content.helpers import ensure_labels, open_writer
 from ..errors import AlreadyExists, Canceled, FailedPrecondition, InvalidArgument, NotFound, NotImplementedYet
 from ..images import Descriptor, Image, save, walk
@@ -86,6 +89,16 @@ def _merge_sources(existing: str, repo: str) -> str:
     return ",".join(sorted(repos))
 
 
+class LayerFollower(Protocol):
+    """Who reads layers while they download (an unpack): told when a layer's bytes start and grow."""
+
+    def receiving(self, desc: Descriptor, reader: ReaderAt, offset: int) -> None:
+        """``reader`` shows the layer's ingest, ``offset`` bytes of it written so far."""
+
+    def received(self, desc: Descriptor, offset: int) -> None:
+        """``offset`` bytes of the layer are written."""
+
+
 class _Fetch:
     """One fetch: the walk, the pool of workers and the shared state."""
 
@@ -107,6 +120,7 @@ class _Fetch:
         self.progress = progress
         self.cancel = cancel
         self.stored = stored or _ignore_descriptor
+        self.follower: LayerFollower | None = None
         self._streams: set[ReadStream] = set()
         self._streams_lock = threading.Lock()
         self.source_key, self.source_repo = distribution_source_label(name)
@@ -269,6 +283,7 @@ class _Fetch:
                 offset = 0
             throttle = Throttle()
             self.report("downloading", desc, offset, parent)
+            follower = self._follow(desc, w, offset)
             if offset < desc.size:
                 with self.open_stream(desc, offset) as stream:
                     buf = bytearray(min(COPY_BUFFER, max(desc.size - offset, 1)))
@@ -280,6 +295,8 @@ class _Fetch:
                             break
                         w.write(view[:n])  # type: ignore[arg-type]  # any buffer will do
                         offset += n
+                        if follower is not None:
+                            follower.received(desc, offset)
                         if throttle.due():
                             self.report("downloading", desc, offset, parent)
             if offset < desc.size:
@@ -300,6 +317,17 @@ class _Fetch:
         finally:
             w.close()
         self.report("complete", desc, desc.size, parent)
+
+    def _follow(self, desc: Descriptor, w: Writer, offset: int) -> LayerFollower | None:
+        """Let the follower read a layer as it downloads, when there is one and the store can show the ingest."""
+        if self.follower is None or not mt.is_layer(desc.media_type) or not isinstance(w, Following):
+            return None
+        try:
+            reader = w.reader()
+        except NotImplementedYet:
+            return None
+        self.follower.receiving(desc, reader, offset)
+        return self.follower
 
 
 def _read_at_most(stream: ReadStream, limit: int) -> bytes:
@@ -409,6 +437,7 @@ def _fetch_unpacking(job: _Fetch, root: Descriptor, targets: Sequence[UnpackTarg
         progress=lambda e: report(Progress(event=e.state, name=ref_key(e.layer), desc=e.layer)),
     )
     job.stored = unpacker.stored
+    job.follower = unpacker
     try:
         job.run(root)
     except BaseException:

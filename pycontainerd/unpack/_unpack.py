@@ -60,12 +60,14 @@ def unpack(
     *,
     matcher: platforms.Matcher | None = None,
     progress: Callable[[LayerEvent], None] | None = None,
-    fetched: Callable[[Descriptor], None] | None = None,
+    applier_for: Callable[[Descriptor], Applier] | None = None,
 ) -> UnpackResult:
     """Unpack the image ``target`` (an index or manifest) for the platform ``matcher`` accepts (default: this host).
 
-    ``fetched(layer)`` is called before a layer is applied, and may block
-    until its blob is in the store (:class:`Unpacker` waits for the fetch there).
+    ``applier_for(layer)``, when given, is asked for the applier of each
+    layer to apply, and may block until the layer can be read
+    (:class:`Unpacker` waits for the fetch there, and may read a layer
+    still downloading: the diffID check below is what vouches for it).
     """
     matcher = matcher or platforms.default_matcher()
     _, manifest = manifest_for(content, target, matcher)
@@ -84,9 +86,10 @@ def unpack(
         if exists(snapshotter, chain):
             report(LayerEvent(layer, chain, "already unpacked"))
         else:
-            if fetched is not None:
-                fetched(layer)
-            if _apply_one(snapshotter, applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report):
+            layer_applier = applier if applier_for is None else applier_for(layer)
+            if _apply_one(
+                snapshotter, layer_applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report
+            ):
                 applied += 1
         ensure_labels(content, layer.digest, {LABEL_UNCOMPRESSED: diff_id})
         parent = chain

@@ -20,6 +20,7 @@ import pytest
 
 from pycontainerd.client import Client
 from pycontainerd.errors import NotFound
+from pycontainerd.mount import option_value
 from pycontainerd.snapshots import Kind
 from tests.fixtures._faults import FaultyProxy
 from tests.fixtures.daemon import PycontainerdDaemon
@@ -177,4 +178,67 @@ def test_unpack_failure_stops_the_fetch_and_leaves_nothing(
     assert puller.returncode == 1
     assert "diff id" in err and layers_of(img)[0] in err, err
     assert took < SLOW_BYTES / SLOW_RATE * 0.75, f"the fetch went on for {took:.1f} s after the unpack failed"
+    assert_nothing_left(d.address)
+
+
+def test_a_layer_is_applied_while_it_downloads(
+    pycontainerd_daemon: PycontainerdDaemon, registry: Registry, faulty_proxy: FaultyProxy, tmp_path: Path
+) -> None:
+    """One slow layer: its first files are in the snapshot before its last bytes arrive (server-side pull)."""
+    d = pycontainerd_daemon
+    # The apply reads the layer a mebibyte at a time: four of them, at 512 KiB/s, leave time to look.
+    img = image([{"aaa/first.txt": b"early\n", "zzz/random.bin": os.urandom(4 * SLOW_BYTES)}])
+    seed(registry, img, "overlap/one:1", tmp_path)
+    [layer] = layers_of(img)
+    faulty_proxy.faults.slow_on, faulty_proxy.faults.slow_rate = f"/blobs/{layer}", 4 * SLOW_RATE
+    ref = f"{faulty_proxy.host}/overlap/one:1"
+    puller = start_pull(d, ref, False)
+    try:
+        with Client(d.address) as c:
+            sn = c.snapshotter("overlayfs")
+            deadline = time.monotonic() + 30
+            seen = None
+            while seen is None:
+                assert puller.poll() is None, puller.communicate()
+                assert time.monotonic() < deadline, "nothing of the layer was applied before its download ended"
+                for info in sn.walk():
+                    if info.kind == Kind.ACTIVE:
+                        [m] = sn.mounts(info.name)
+                        root = Path(m.source if m.type == "bind" else option_value(m.options, "upperdir") or "")
+                        if (root / "aaa" / "first.txt").exists():
+                            seen = root
+                time.sleep(0.02)
+            assert (seen / "aaa" / "first.txt").read_bytes() == b"early\n"
+            [status] = c.content.list_statuses()
+            assert status.ref == f"layer-{layer}" and status.offset < status.total
+            assert not stored(c, layer)
+            out, err = puller.communicate(timeout=60)
+            assert puller.returncode == 0, err
+            assert out.split() == [ref, img.digest]
+            [chain] = [i.name for i in sn.walk()]
+            assert chain == diff_ids_of(img)[0]
+            assert c.content.info(layer).labels["containerd.io/uncompressed"] == diff_ids_of(img)[0]
+    finally:
+        puller.kill()
+        puller.wait()
+
+
+def test_a_corrupt_download_applied_as_it_came_reports_the_digest(
+    pycontainerd_daemon: PycontainerdDaemon, registry: Registry, faulty_proxy: FaultyProxy, tmp_path: Path
+) -> None:
+    """The one layer's last byte is wrong: the error is the download's, and nothing is kept."""
+    d = pycontainerd_daemon
+    img = image([{"aaa/first.txt": b"early\n", "zzz/random.bin": os.urandom(SLOW_BYTES // 4)}])
+    seed(registry, img, "overlap/onebad:1", tmp_path)
+    [layer] = layers_of(img)
+    faulty_proxy.faults.slow_on, faulty_proxy.faults.slow_rate = f"/blobs/{layer}", SLOW_RATE
+    faulty_proxy.faults.corrupt_on = f"/blobs/{layer}"
+    puller = start_pull(d, f"{faulty_proxy.host}/overlap/onebad:1", False)
+    try:
+        _, err = puller.communicate(timeout=60)
+    finally:
+        puller.kill()
+        puller.wait()
+    assert puller.returncode == 1
+    assert "does not match its digest" in err and layer in err, err
     assert_nothing_left(d.address)
