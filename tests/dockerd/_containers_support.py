@@ -4,14 +4,17 @@ that a removed container left nothing behind (no shim, mount, bundle, cgroup, sn
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import io
 import json
 import os
 import pty
 import select
+import struct
 import subprocess
 import tarfile
+import termios
 import time
 from pathlib import Path
 
@@ -32,6 +35,7 @@ APPLETS = (
 )  # fmt: skip
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"
 GROUP = b"root:x:0:\napp:x:1000:\nstaff:x:50:app\n"
+ROWS, COLUMNS = 30, 100  # the terminal's size, which the CLI passes on
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -135,6 +139,7 @@ class Terminal:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env.update(DOCKER_HOST=d.host, DOCKER_CONFIG=str(d.cli_config), TERM="xterm")
         self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         self.proc = subprocess.Popen(
             [DOCKER, *args], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
         )

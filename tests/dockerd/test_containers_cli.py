@@ -17,6 +17,8 @@ import pytest
 
 from pydockerd.containers._spec import BRIDGE_WARNING
 from tests.dockerd._containers_support import (
+    COLUMNS,
+    ROWS,
     Terminal,
     assert_clean,
     bb_image,  # noqa: F401 - the fixture ``bb``
@@ -99,6 +101,7 @@ def test_run_interactive_terminal(pydockerd: Pydockerd, pycontainerd_daemon: Pyc
         t.send(b"tty; echo $TERM; stty size\r")
         t.expect(b"/dev/pts/0")
         t.expect(b"xterm")
+        t.expect(f"{ROWS} {COLUMNS}".encode())  # the CLI's resize reached the container's terminal
         t.send(b"exit 5\r")
         assert t.wait() == 5
     finally:
@@ -181,6 +184,12 @@ def test_lifecycle_commands(pydockerd: Pydockerd, pycontainerd_daemon: Pycontain
     assert pydockerd.docker("stop", "-t", "1", "two").stdout.strip() == "two"  # sleep ignores SIGTERM as pid 1
     assert pydockerd.docker("inspect", "-f", "{{.State.ExitCode}}", "two").stdout.strip() == "137"
 
+    out = pydockerd.docker("run", "--name", "again", bb, "sh", "-c", "echo run; exit 1", ok=False).stdout
+    assert out == "run\n"
+    r = pydockerd.docker("start", "-a", "again", ok=False)  # attached before the start: all of its output
+    assert (r.returncode, r.stdout) == (1, "run\n")
+    assert pydockerd.docker("logs", "again").stdout == "run\nrun\n"
+    pydockerd.docker("rm", "again")
     pydockerd.docker("start", "two")
     assert pydockerd.docker("rm", "-f", "two").stdout.strip() == "two"
     assert pydockerd.docker("ps", "-aq").stdout == ""

@@ -112,6 +112,9 @@ def test_attach_socket_frames_and_stdin(pydockerd: Pydockerd, bb: str) -> None:
     assert frames == [(1, b"got line\n"), (2, b"e\n")]
     assert wait(c["Id"])["StatusCode"] == 0
     assert api.logs(c["Id"], stdout=True, stderr=False) == b"got line\n"
+    # attach with logs and no stream: what it printed, framed, and the connection ends
+    replay = api.attach(c["Id"], stdout=True, stderr=True, stream=False, logs=True)
+    assert replay == b"got line\ne\n"
     api.remove_container(c["Id"])
 
 
@@ -119,6 +122,7 @@ def test_exec_api(pydockerd: Pydockerd, bb: str) -> None:
     import docker
 
     client = pydockerd.client()
+    since = time.time()
     c = client.containers.run(bb, ["sleep", "1000"], detach=True)
     code, out = c.exec_run(["sh", "-c", "echo $X; exit 3"], environment={"X": "y"})
     assert (code, out) == (3, b"y\n")
@@ -139,6 +143,12 @@ def test_exec_api(pydockerd: Pydockerd, bb: str) -> None:
         client.api.exec_inspect("nope")
     tty_id = client.api.exec_create(c.id, ["sh", "-c", "test -t 1 && echo terminal"], tty=True)["Id"]
     assert client.api.exec_start(tty_id) == b"terminal\r\n"  # a terminal's line ending
+    actions = [
+        e["Action"]
+        for e in client.events(since=since, until=time.time() + 1, decode=True)
+        if e["Type"] == "container" and e["Actor"]["Attributes"].get("execID") == exec_id
+    ]
+    assert actions == ["exec_create: sleep 0.3", "exec_start: sleep 0.3", "exec_die"]
     c.remove(force=True)
     with pytest.raises(docker.errors.NotFound):
         client.api.exec_create(c.id, ["true"])
