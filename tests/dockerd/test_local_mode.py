@@ -30,7 +30,12 @@ from tests.dockerd._engines import ContainerdSide, LocalPydockerd, local_pydocke
 from tests.dockerd.test_build import test_multistage_build_and_cache
 from tests.dockerd.test_cli import test_pull_images_inspect_tag_rmi, test_version_and_info
 from tests.dockerd.test_commit import test_commit_snapshot
-from tests.dockerd.test_containers_cli import test_exec, test_run_detached_logs_stop_rm
+from tests.dockerd.test_containers_cli import (
+    test_exec,
+    test_records_survive_a_pydockerd_restart,
+    test_run_detached_logs_stop_rm,
+)
+from tests.dockerd.test_containers_dockerpy import test_run_wait_logs_remove
 from tests.dockerd.test_images_archive import test_save_rmi_load
 from tests.dockerd.test_images_push import test_cli_push_then_skopeo
 from tests.fixtures._proc import command_lines
@@ -45,7 +50,9 @@ __all__ = [  # the shared flows, run here in local mode
     "test_exec",
     "test_multistage_build_and_cache",
     "test_pull_images_inspect_tag_rmi",
+    "test_records_survive_a_pydockerd_restart",
     "test_run_detached_logs_stop_rm",
+    "test_run_wait_logs_remove",
     "test_save_rmi_load",
     "test_version_and_info",
 ]
@@ -130,6 +137,7 @@ def test_running_container_survives_restart(pydockerd: LocalPydockerd, pycontain
         str(pid),
     ]
     assert ctr(pydockerd, "tasks", "ls").split()[3:6] == [id, str(pid), "RUNNING"]
+    assert pydockerd.docker("exec", "keep", "echo", "inside").stdout == "inside\n"
 
     assert pydockerd.proc is not None
     pydockerd.proc.kill()  # a crash: no clean-up of either socket, the root lock dropped by the kernel

@@ -29,15 +29,24 @@ from tests.dockerd.test_cli import (
 )
 from tests.dockerd.test_commit import test_commit_snapshot
 from tests.dockerd.test_containers_cli import (
+    test_bad_input as test_containers_bad_input,
+)
+from tests.dockerd.test_containers_cli import (
     test_exec,
     test_lifecycle_commands,
     test_logs_follow_and_options,
     test_ps_filters,
+    test_records_survive_a_pydockerd_restart,
     test_run_detached_logs_stop_rm,
     test_run_interactive_terminal,
     test_run_rm_output_and_exit_code,
     test_settings_reach_the_container,
     test_stdin_piped,
+)
+from tests.dockerd.test_containers_dockerpy import (
+    test_events_and_wait_conditions,
+    test_exec_api,
+    test_run_wait_logs_remove,
 )
 from tests.dockerd.test_dockerpy import test_image_flows
 from tests.dockerd.test_images_archive import test_load_what_skopeo_writes, test_save_format, test_save_rmi_load
@@ -55,7 +64,10 @@ __all__ = [  # the shared flows, run here over the real containerd
     "test_cli_prune",
     "test_cli_push_then_skopeo",
     "test_commit_snapshot",
+    "test_containers_bad_input",
+    "test_events_and_wait_conditions",
     "test_exec",
+    "test_exec_api",
     "test_image_flows",
     "test_lifecycle_commands",
     "test_load_what_skopeo_writes",
@@ -66,9 +78,11 @@ __all__ = [  # the shared flows, run here over the real containerd
     "test_pull_images_inspect_tag_rmi",
     "test_pull_platform",
     "test_push_partial_multi_platform",
+    "test_records_survive_a_pydockerd_restart",
     "test_run_detached_logs_stop_rm",
     "test_run_interactive_terminal",
     "test_run_rm_output_and_exit_code",
+    "test_run_wait_logs_remove",
     "test_save_format",
     "test_save_rmi_load",
     "test_scratch_add_archive_and_dockerfile_path",
