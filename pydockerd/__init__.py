@@ -8,11 +8,15 @@ over its gRPC API.  Run it as ``pydockerd`` or ``python -m pydockerd``.
 
 from __future__ import annotations
 
-from ._backend import Backend, EngineOptions
-from ._daemon import Daemon, DaemonConfig
-from ._images import ImageService
-from ._version import MAX_VERSION, MIN_VERSION, VERSION
-from .routes import build_router
+from pycontainerd._grpctune import tune_grpc
+
+tune_grpc()  # before grpc loads: local mode serves pycontainerd's services in this process
+
+from ._backend import Backend, EngineOptions  # noqa: E402
+from ._daemon import Daemon, DaemonConfig  # noqa: E402
+from ._images import ImageService  # noqa: E402
+from ._version import MAX_VERSION, MIN_VERSION, VERSION  # noqa: E402
+from .routes import build_router  # noqa: E402
 
 __all__ = [
     "MAX_VERSION",

@@ -11,28 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import pathlib
 import signal
 import sys
 import time
 from collections.abc import Sequence
 
+from .._grpctune import tune_grpc
 
-def _tune_grpc() -> None:
-    """Serve connections on grpc's older TCP path, not the EventEngine listener.
-
-    Measured here: about a quarter less CPU per small RPC (``ctr images ls``
-    makes thousands).  It only takes effect before grpc is imported; a
-    choice the user made in ``GRPC_EXPERIMENTS`` is kept, and a grpcio
-    without the experiment ignores it.
-    """
-    current = os.environ.get("GRPC_EXPERIMENTS", "")
-    if "event_engine_listener" not in current:
-        os.environ["GRPC_EXPERIMENTS"] = ",".join(filter(None, [current, "-event_engine_listener"]))
-
-
-_tune_grpc()
+tune_grpc()
 
 from .. import __version__  # noqa: E402 - grpc must see the setting above when it loads
 from ..server.config import DEFAULT_CONFIG, Config, ConfigError, check_log_level, load  # noqa: E402
