@@ -95,6 +95,9 @@ class Daemon:
             unpack=config.unpack,
             snapshotter=config.snapshotter,
             events=self.events,
+            # Late-bound: the container service is made below, over this image service.
+            users=lambda image_id: self.containers.users_of(image_id),
+            running=self._container_running,
         )
         options = EngineOptions(
             containerd_address=self.address,
@@ -109,6 +112,10 @@ class Daemon:
         )
         self.backend.containers = self.containers
         self.app = build_router(self.backend)
+
+    def _container_running(self, container_id: str) -> bool:
+        record = self.containers.store.find(container_id)
+        return record is not None and record.state.running
 
     def check_containerd(self) -> tuple[str, str]:
         """containerd's version, the embedded one started first: raises Unavailable when nothing answers."""
