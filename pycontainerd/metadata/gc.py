@@ -184,17 +184,19 @@ def collect(db: DB) -> GCStats:
                 except ContainerdError as e:
                     log.warning("gc: could not remove ingest %s: %s", st.ref, e)
         snapshots_removed, to_clean = _sweep_snapshots(db, conn)
+    # Readers' caches are told at once: what was removed must not be answered from them while disk is reclaimed.
+    for ns in {ns for ns, _ in dead_content}:
+        db.bump("content", ns)
+    gone = set(dead_snaps)
+    for node in snap_rows:
+        if snap_rows[node][0] in gone:
+            db.bump("snapshots", node[1])
     # Reclaiming disk can take long (a removed image's whole tree); the lock is not held meanwhile.
     for name in to_clean:
         try:
             db.snapshotters[name].cleanup()
         except ContainerdError as e:
             log.warning("gc: snapshotter %s could not clean up: %s", name, e)
-    for ns in {ns for ns, _ in dead_content}:
-        db.bump("content", ns)
-    for node in snap_rows:
-        if snap_rows[node][0] in set(dead_snaps):
-            db.bump("snapshots", node[1])
     stats = GCStats(
         content_removed=len(dead_content),
         blobs_removed=blobs_removed,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pycontainerd import errors
@@ -95,3 +97,16 @@ def test_blob_without_lease_or_root_is_collected(client: Client) -> None:
     with pytest.raises(errors.NotFound):
         client.content.info(digest)
     assert client.content.info(kept).size == len(b"rooted")
+
+
+def test_collected_content_is_gone_at_once(client: Client) -> None:
+    """Info right after a synchronous collection says NotFound, however recently the blob was asked about."""
+    for i in range(10):
+        data = f"collect me {i}".encode()
+        digest = write_blob(client.content, f"gc-visibility-{i}", data, labels={"containerd.io/gc.root": "x"})
+        info = client.content.info(digest)  # answered, and kept by any cache
+        client.content.update(replace(info, labels={}), ["labels"])
+        assert client.content.info(digest).labels == {}
+        client.leases.delete(client.leases.create(f"gc-now-{i}").id, sync=True)
+        with pytest.raises(errors.NotFound):
+            client.content.info(digest)
