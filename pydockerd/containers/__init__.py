@@ -2,8 +2,8 @@
 
 Modules, one concept each: ``_config`` (a create request checked and merged
 with the image's config), ``_spec`` (the OCI spec), ``_state`` (the
-lifecycle), ``_store`` (records on disk), ``_names``, ``_stdio`` (FIFOs on
-the event loop), ``_jsonlog`` (the json-file log), ``_frames`` (Docker's
+lifecycle), ``_store`` (records on disk), ``_names``, ``_slot`` (a
+container's run-time stdio and waiters), ``_stdio`` (FIFOs on the event loop), ``_jsonlog`` (the json-file log), ``_frames`` (Docker's
 multiplexed stream), ``_streams`` (attach and logs), ``_exec``, ``_stats``
 (stats and top), ``_views`` (inspect and list), and ``_service`` tying them
 to containerd.

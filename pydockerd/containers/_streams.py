@@ -19,7 +19,8 @@ from pycontainerd.errors import ContainerdError, InvalidArgument
 from .._http import Hijacked
 from ._frames import STDERR, STDOUT, encode_frame
 from ._jsonlog import Entry, format_time, select
-from ._service import ContainerService, Slot, unpack_entry
+from ._service import ContainerService
+from ._slot import Slot, unpack_entry
 from ._stdio import Item
 
 __all__ = ["AttachOptions", "LogOptions", "attach", "logs"]
