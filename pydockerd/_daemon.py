@@ -96,7 +96,7 @@ class Daemon:
             snapshotter=config.snapshotter,
             events=self.events,
             # Late-bound: the container service is made below, over this image service.
-            users=lambda image_id: self.containers.users_of(image_id),
+            users=self._container_users,
             running=self._container_running,
         )
         options = EngineOptions(
@@ -112,6 +112,9 @@ class Daemon:
         )
         self.backend.containers = self.containers
         self.app = build_router(self.backend)
+
+    def _container_users(self, image_id: str) -> list[str]:
+        return self.containers.users_of(image_id)
 
     def _container_running(self, container_id: str) -> bool:
         record = self.containers.store.find(container_id)
