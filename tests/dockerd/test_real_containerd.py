@@ -44,6 +44,7 @@ from tests.dockerd.test_containers_cli import (
     test_stdin_piped,
 )
 from tests.dockerd.test_containers_dockerpy import (
+    test_attach_socket_frames_and_stdin,
     test_events_and_wait_conditions,
     test_exec_api,
     test_run_wait_logs_remove,
@@ -58,6 +59,7 @@ from tests.fixtures._shims import mounts_under
 
 __all__ = [  # the shared flows, run here over the real containerd
     "bb_image",
+    "test_attach_socket_frames_and_stdin",
     "pydockerd_over_containerd",
     "real_containerd_side",
     "test_cli_errors",
