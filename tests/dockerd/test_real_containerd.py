@@ -59,9 +59,9 @@ from tests.fixtures._shims import mounts_under
 
 __all__ = [  # the shared flows, run here over the real containerd
     "bb_image",
-    "test_attach_socket_frames_and_stdin",
     "pydockerd_over_containerd",
     "real_containerd_side",
+    "test_attach_socket_frames_and_stdin",
     "test_cli_errors",
     "test_cli_prune",
     "test_cli_push_then_skopeo",
