@@ -10,7 +10,7 @@ from __future__ import annotations
 from .._backend import Backend
 from .._router import Router
 from .._version import MAX_VERSION, VERSION
-from . import build, containers, exec, images, system
+from . import archive, build, commit, containers, df, exec, images, system
 
 __all__ = ["build_router"]
 
@@ -24,6 +24,6 @@ def build_router(backend: Backend) -> Router:
             ("Server", f"Docker/{VERSION} (linux)"),
         ]
     )
-    for module in (system, images, build, containers, exec):
+    for module in (system, images, build, containers, exec, archive, commit, df):
         module.register(r, backend)
     return r
