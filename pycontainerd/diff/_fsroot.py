@@ -179,6 +179,37 @@ class FsRoot:
                 self._retired.append(fd)
         return found
 
+    def lower_entry(self, parts: Sequence[str], entry: str) -> tuple[int, int, os.stat_result] | None:
+        """Where the merged view shows ``parts`` from a lower layer: (target dir fd, lower dir fd, its lstat).
+
+        For a hard link to a name only a lower layer has, which must be
+        copied up first.  The directories on the way are made in the target
+        (copied up) as for any new entry; the target directory's fd is the
+        FsRoot's, the lower directory's is the caller's to close.  None when
+        the name is in the target already, whited out, or nowhere.
+        """
+        lowers: list[int] = []
+        found = self._walk(parts[:-1], True, entry, lowers_out=lowers)
+        assert found is not None  # create=True makes what is missing
+        dir_fd = found[0]
+        if dir_fd != self.root_fd:
+            self._retired.append(dir_fd)
+        try:
+            name = parts[-1]
+            if _lstat(name, dir_fd) is not None:
+                return None
+            for lower in lowers:
+                st = _lstat(name, lower)
+                if st is None:
+                    continue
+                if self.overlay and _is_whiteout(st):
+                    return None
+                return dir_fd, os.dup(lower), st
+            return None
+        finally:
+            for fd in lowers:
+                os.close(fd)
+
     def _walk_from_cached(self, key: tuple[str, ...], create: bool, entry: str) -> tuple[int, tuple[str, ...]] | None:
         """Resolve ``key`` from its nearest cached ancestor, or from the root.
 
@@ -205,6 +236,7 @@ class FsRoot:
         create: bool,
         entry: str,
         start: tuple[_Level, list[str]] | None = None,
+        lowers_out: list[int] | None = None,
     ) -> tuple[int, tuple[str, ...]] | None:
         if start is None:
             levels = [_Level(self.root_fd, [os.dup(fd) for fd in self._lower_roots])]
@@ -244,6 +276,9 @@ class FsRoot:
                 levels.append(target)
                 phys.append(part)
             keep = levels[-1].fd
+            if lowers_out is not None:  # the caller takes the last level's lower fds
+                lowers_out.extend(levels[-1].lowers)
+                levels[-1].lowers = []
             return keep, tuple(phys)
         finally:
             for level in levels:

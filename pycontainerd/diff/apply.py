@@ -264,6 +264,12 @@ class _Extractor:
                 st = os.stat(target[-1], dir_fd=found[0], follow_symlinks=False)
             except FileNotFoundError:
                 pass
+        if (found is None or st is None) and self.mode is WhiteoutMode.OVERLAY:
+            # Only a lower layer has it: copied up, as a link through the mounted overlay would.  The fds
+            # handed out for this entry stay open until the next one, whatever the copy-up's walk retires.
+            copied = self._copy_up(e, target)
+            if copied is not None:
+                found, st = (copied[0], ()), copied[1]
         if found is None or st is None or (self.mode is WhiteoutMode.OVERLAY and _is_whiteout(st)):
             raise InvalidArgument(
                 f"tar entry {quote(e.name)}: hard link target {quote(e.linkname)} does not exist in the layer"
@@ -275,6 +281,50 @@ class _Extractor:
         except FileExistsError:
             self._replace(dir_fd, base)
             os.link(target[-1], base, src_dir_fd=found[0], dst_dir_fd=dir_fd, follow_symlinks=False)
+
+    def _copy_up(self, e: TarEntry, target: list[str]) -> tuple[int, os.stat_result] | None:
+        """Copy a lower layer's file into the upper directory, so a hard link can share it (as overlayfs would).
+
+        Returns the upper directory's fd and the copy's lstat; None when no
+        lower layer shows the name.  Regular files and symlinks only.
+        """
+        lower = self.fs.lower_entry(target, e.name)
+        if lower is None:
+            return None
+        dir_fd, lower_dir, lst = lower
+        name = target[-1]
+        try:
+            if stat.S_ISREG(lst.st_mode):
+                src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=lower_dir)
+                try:
+                    dst = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+                    try:
+                        left = lst.st_size
+                        while left > 0:
+                            n = os.copy_file_range(src, dst, min(left, 1 << 30))
+                            if n == 0:
+                                break
+                            left -= n
+                        os.fchown(dst, lst.st_uid, lst.st_gid)
+                        _copy_xattrs(src, dst)
+                        os.fchmod(dst, stat.S_IMODE(lst.st_mode))
+                        os.utime(dst, ns=(lst.st_atime_ns, lst.st_mtime_ns))
+                    finally:
+                        os.close(dst)
+                finally:
+                    os.close(src)
+            elif stat.S_ISLNK(lst.st_mode):
+                os.symlink(os.readlink(name, dir_fd=lower_dir), name, dir_fd=dir_fd)
+                os.chown(name, lst.st_uid, lst.st_gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.utime(name, ns=(lst.st_atime_ns, lst.st_mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+            else:
+                raise InvalidArgument(
+                    f"tar entry {quote(e.name)}: hard link target {quote(e.linkname)} in a lower layer "
+                    "is neither a file nor a symlink"
+                )
+        finally:
+            os.close(lower_dir)
+        return dir_fd, os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
     def _metadata(self, e: TarEntry, dir_fd: int, base: str, *, symlink: bool = False, directory: bool = False) -> None:
         os.chown(base, e.uid, e.gid, dir_fd=dir_fd, follow_symlinks=False)
@@ -358,6 +408,13 @@ class _Extractor:
                         os.close(sub)
         finally:
             os.close(fd)
+
+
+def _copy_xattrs(src: int, dst: int) -> None:
+    """Extended attributes of file ``src`` onto ``dst``, but overlayfs' own."""
+    for key in os.listxattr(src):
+        if not key.startswith("trusted.overlay."):
+            os.setxattr(dst, key, os.getxattr(src, key))
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

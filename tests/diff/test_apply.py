@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import zstandard
 from isal import igzip
 
 from pycontainerd.diff import ApplyResult, WhiteoutMode, apply_layer
+from pycontainerd.errors import InvalidArgument
 
 from .conftest import Target
 from .layers import LayerTar
@@ -306,3 +308,51 @@ def test_walks_from_cached_directories_climb_and_restart(target: Target) -> None
     # Each name went where it was meant to and nowhere else.
     found = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
     assert found == ["a/b/c/d/e/deep", "a/b/c/first", "a/b/c2/in-c2", "a/b/in-b", "a/x/in-x"]
+
+
+def test_overlay_hardlink_to_a_lower_layers_file_copies_it_up(target: Target) -> None:
+    """As a link made through the mounted overlay: the lower file is copied up, then linked; whiteouts still hide."""
+    lower = target.root.parent / "sentinel" / "lower"  # under the sentinel: it must not change
+    lower.mkdir()
+    apply(
+        lower,
+        LayerTar()
+        .dir("usr", mode=0o750, uid=4, mtime=7)
+        .dir("usr/bin", mode=0o755)
+        .file("usr/bin/tool", b"#!tool", mode=0o4711, uid=5, gid=6, mtime=99, xattrs={"user.k": "v"})
+        .symlink("usr/bin/alias", "tool", uid=5)
+        .file("usr/bin/gone", b"g")
+        .bytes(),
+    )
+    target.before = snapshot_tree(target.sentinel)
+    upper = target.root
+    apply(
+        upper,
+        LayerTar().hardlink("usr/bin/tool2", "usr/bin/tool").hardlink("sbin/alias2", "usr/bin/alias").bytes(),
+        whiteouts=WhiteoutMode.OVERLAY,
+        parents=[lower],
+    )
+    tool, tool2 = os.lstat(upper / "usr/bin/tool"), os.lstat(upper / "usr/bin/tool2")
+    assert tool.st_ino == tool2.st_ino and tool.st_nlink == 2
+    assert (stat.S_IMODE(tool.st_mode), tool.st_uid, tool.st_gid, tool.st_mtime) == (0o4711, 5, 6, 99)
+    assert (upper / "usr/bin/tool2").read_bytes() == b"#!tool"
+    assert os.getxattr(upper / "usr/bin/tool", "user.k") == b"v"
+    assert os.readlink(upper / "sbin/alias2") == "tool" and os.lstat(upper / "sbin/alias2").st_uid == 5
+    usr = os.lstat(upper / "usr")  # the directories on the way were copied up with their metadata
+    assert (stat.S_IMODE(usr.st_mode), usr.st_uid, usr.st_mtime) == (0o750, 4, 7)
+    target.assert_sentinel_untouched()
+    # A whited-out lower file is not there to link to.
+    second = target.root.parent / "second"
+    second.mkdir()
+    apply(second, LayerTar().whiteout("usr/bin/gone").bytes(), whiteouts=WhiteoutMode.OVERLAY, parents=[lower])
+    third = target.root.parent / "third"
+    third.mkdir()
+    with pytest.raises(InvalidArgument, match="does not exist in the layer"):
+        apply(
+            third,
+            LayerTar().hardlink("x", "usr/bin/gone").bytes(),
+            whiteouts=WhiteoutMode.OVERLAY,
+            parents=[second, lower],
+        )
+    shutil.rmtree(second)
+    shutil.rmtree(third)
