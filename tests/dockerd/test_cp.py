@@ -13,6 +13,8 @@ import tarfile
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from pydockerd.containers._archive import parse_stat_header
 from tests.dockerd._containers_support import PASSWD, bb_image  # noqa: F401 - the bb fixture
 from tests.dockerd.conftest import DOCKER, Pydockerd
@@ -206,3 +208,43 @@ def test_dockerpy_archive(pydockerd: Pydockerd, bb: str) -> None:
             assert member is not None and member.read() == PASSWD
     finally:
         c.remove(force=True)
+
+
+def test_pure_path_rules() -> None:
+    import stat as st
+
+    from pycontainerd.errors import InvalidArgument
+    from pydockerd.containers._archive import (
+        PathStat,
+        clean_path,
+        dest_entry_parts,
+        go_file_mode,
+        pseudo_mounts,
+        rebase_name,
+        stat_header,
+    )
+
+    assert clean_path("../../etc/./passwd") == "/etc/passwd"
+    assert clean_path("/tmp/dir/") == "/tmp/dir/" and clean_path("dir/.") == "/dir/."
+    assert [rebase_name(p) for p in ("/etc/hostname", "/tmp/d/", "/tmp/d/.", "/", "..")] == [
+        "hostname", "d", ".", ".", ".",
+    ]  # fmt: skip
+    assert go_file_mode(st.S_IFDIR | 0o755) == (1 << 31) | 0o755
+    assert go_file_mode(st.S_IFLNK | 0o777) == (1 << 27) | 0o777
+    assert go_file_mode(st.S_IFCHR | 0o600) == (1 << 26) | (1 << 21) | 0o600
+    assert go_file_mode(st.S_IFDIR | st.S_ISVTX | 0o777) == (1 << 31) | (1 << 20) | 0o777
+    header = stat_header(PathStat("f", 3, 0o644, 1_700_000_000_500_000_000, ""))
+    assert parse_stat_header(header) == {
+        "name": "f", "size": 3, "mode": 0o644, "mtime": "2023-11-14T22:13:20.5Z", "linkTarget": "",
+    }  # fmt: skip
+    assert dest_entry_parts(["tmp"], "./a/../b") == ["tmp", "b"]
+    with pytest.raises(InvalidArgument, match="is outside of"):
+        dest_entry_parts(["tmp"], "a/../../etc")
+    info = (
+        "22 28 0:21 / /proc rw,nosuid - proc proc rw\n"
+        "23 28 0:22 / /sys ro - sysfs sysfs ro\n"
+        "24 28 0:5 / /dev rw - tmpfs tmpfs rw\n"
+        "25 28 0:23 / /my\\040dir rw - cgroup2 cgroup rw\n"
+        "28 1 0:30 / / rw - overlay overlay rw\n"
+    )
+    assert pseudo_mounts(info) == {"/proc", "/sys", "/my dir"}
