@@ -28,6 +28,7 @@ from tests.dockerd.test_cli import (
     test_version_and_info,
 )
 from tests.dockerd.test_commit import test_commit_snapshot
+from tests.dockerd.test_commit_cli import test_commit_then_run, test_dockerpy_commit
 from tests.dockerd.test_containers_cli import (
     test_bad_input as test_containers_bad_input,
 )
@@ -49,6 +50,8 @@ from tests.dockerd.test_containers_dockerpy import (
     test_exec_api,
     test_run_wait_logs_remove,
 )
+from tests.dockerd.test_cp import test_cp_both_ways, test_cp_stays_inside_the_root, test_dockerpy_archive
+from tests.dockerd.test_df import test_container_prune, test_system_df
 from tests.dockerd.test_dockerpy import test_image_flows
 from tests.dockerd.test_images_archive import test_load_what_skopeo_writes, test_save_format, test_save_rmi_load
 from tests.dockerd.test_images_platform import test_platforms
@@ -66,7 +69,13 @@ __all__ = [  # the shared flows, run here over the real containerd
     "test_cli_prune",
     "test_cli_push_then_skopeo",
     "test_commit_snapshot",
+    "test_commit_then_run",
+    "test_container_prune",
     "test_containers_bad_input",
+    "test_cp_both_ways",
+    "test_cp_stays_inside_the_root",
+    "test_dockerpy_archive",
+    "test_dockerpy_commit",
     "test_events_and_wait_conditions",
     "test_exec",
     "test_exec_api",
@@ -90,6 +99,7 @@ __all__ = [  # the shared flows, run here over the real containerd
     "test_scratch_add_archive_and_dockerfile_path",
     "test_settings_reach_the_container",
     "test_stdin_piped",
+    "test_system_df",
     "test_version_and_info",
 ]
 
