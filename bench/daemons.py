@@ -208,9 +208,9 @@ def remove_tree(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def scratch(prefix: str) -> Iterator[Path]:
-    """A fresh directory under the temp dir, removed (mounts and all) on the way out."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+def scratch(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A fresh directory under ``parent`` (default: the temp dir), removed (mounts and all) on the way out."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield path
     finally:
@@ -218,8 +218,8 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def running(names: list[str]) -> Iterator[tuple[dict[str, Daemon], dict[str, str]]]:
-    """Start every daemon in ``names`` at once; yield those that answer and why the others did not.
+def running(names: list[str], parent: Path | None = None) -> Iterator[tuple[dict[str, Daemon], dict[str, str]]]:
+    """Start every daemon in ``names`` at once (their roots under ``parent``); yield those that answer and why not.
 
     All are launched before any is waited for, so each has been up for the
     same time when the idle measurements start.  Whatever happens inside the
@@ -229,7 +229,7 @@ def running(names: list[str]) -> Iterator[tuple[dict[str, Daemon], dict[str, str
         launched: dict[str, Daemon] = {}
         unavailable: dict[str, str] = {}
         for name in names:
-            base = stack.enter_context(scratch(f"bench-{name}-"))
+            base = stack.enter_context(scratch(f"bench-{name}-", parent))
             try:
                 daemon = launch(name, base)
             except DaemonUnavailable as exc:

@@ -7,9 +7,8 @@ which engine goes first:
 
 * ``docker pull -q`` of the large image of :mod:`bench.unpack` (this
   machine's files, about 1 GB) and of its debootstrapped Debian, each pull
-  into an empty engine: after it the image is removed, the engine checked
-  empty on disk, and the disk left to settle as :func:`bench.unpack.forget`
-  does; pydockerd ≤ 0.5x dockerd's time;
+  into an engine started for it on a file system of its own
+  (:mod:`bench.freshfs`); pydockerd ≤ 0.5x dockerd's time;
 * ``docker run --rm IMAGE true`` of a busybox image built from Debian's
   static busybox, after a warm-up run: median (pydockerd ≤ 1.0x) and 90th
   percentile.
@@ -38,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import daemons, registry, report, unpack
+from bench import daemons, freshfs, registry, report, unpack
 from bench.daemons import scratch
 from bench.engines import (
     DOCKER,
@@ -176,36 +175,19 @@ def pull_images(host: str, data: Path, debian: bool, log: Log) -> list[PullImage
 # -- workloads ----------------------------------------------------------------
 
 
-def wait_empty(engine: Engine) -> None:
-    """Until no image is listed and the engine's layer and content directories are empty; then let the disk settle."""
-    _, listed = engine.docker("images", "-aq")
-    if listed.split():
-        raise BenchmarkError(f"{engine.name}: images left after removal: {listed.split()[:3]}")
-    deadline = time.monotonic() + EMPTY_TIMEOUT
-    while left := engine.leftovers():
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"{engine.name}: still on disk {EMPTY_TIMEOUT:.0f} s after removal: {left[:3]}")
-        time.sleep(0.1)
-    settle()
+def pull_once(ref: str, fresh: Callable[[Path], contextlib.AbstractContextManager[Engine]]) -> float:
+    """Seconds of one ``docker pull -q`` into an engine started for it on a file system of its own.
 
-
-def settle() -> None:
-    """Flush, wait for the disk to go quiet, and let ext4's inode reuse window pass (see :func:`bench.unpack.forget`)."""
-    os.sync()
-    flushed = time.monotonic()
+    See :mod:`bench.freshfs`: no pull pays for an earlier one's deletions.
+    The engine's start is not timed; after the pull the image must be
+    inspectable and the engine's layer or content directories non-empty.
+    """
     unpack.wait_disk_idle()
-    time.sleep(max(0.0, flushed + unpack.INODE_REUSE_DELAY_S - time.monotonic()))
-
-
-def pull_once(ref: str, engine: Engine) -> float:
-    """Seconds of one ``docker pull -q`` into an empty engine; the image is removed and the engine emptied after."""
-    seconds, _ = engine.docker("pull", "-q", ref, timeout=PULL_TIMEOUT)
-    engine.docker("image", "inspect", ref)
-    if not engine.leftovers():
-        # Else wait_empty() would watch directories the engine does not use.
-        raise BenchmarkError(f"{engine.name}: nothing stored under {[str(d) for d in engine.empty_when_idle]}")
-    engine.docker("rmi", ref)
-    wait_empty(engine)
+    with freshfs.fresh_fs() as fs, fresh(fs) as engine:
+        seconds, _ = engine.docker("pull", "-q", ref, timeout=PULL_TIMEOUT)
+        engine.docker("image", "inspect", ref)
+        if not engine.leftovers():
+            raise BenchmarkError(f"{engine.name}: nothing stored under {[str(d) for d in engine.empty_when_idle]}")
     return seconds
 
 
@@ -252,11 +234,16 @@ def wanted(args: argparse.Namespace) -> list[str]:
 
 @dataclass
 class Section:
-    """The engines under test and the rows being filled in (columns dockerd and pydockerd)."""
+    """The engines under test and the rows being filled in (columns dockerd and pydockerd).
+
+    ``fresh`` starts another engine of each kind with its directories under
+    a given path, for the pulls (each into an engine of its own).
+    """
 
     log: Log
     engines: dict[str, Engine]
     metrics: dict[str, Metric] = field(default_factory=dict)
+    fresh: dict[str, Callable[[Path], contextlib.AbstractContextManager[Engine]]] = field(default_factory=dict)
 
     def metric(
         self,
@@ -314,7 +301,11 @@ def bench_pulls(s: Section, images: list[PullImage], runs: int) -> None:
             summary="median",
             target=0.5,
         )
-        s.repeat(metric, runs, functools.partial(pull_once, image.ref))
+
+        def pull(engine: Engine, ref: str = image.ref) -> float:
+            return pull_once(ref, s.fresh[engine.name])
+
+        s.repeat(metric, runs, pull)
 
 
 def bench_run(s: Section, ref: str, runs: int) -> None:
@@ -408,7 +399,10 @@ def section(args: argparse.Namespace, data: Path, log: Log) -> Results:
             images = pull_images(host, data, args.debian, log)
             (data / "docker").mkdir(exist_ok=True)
             busybox = busybox_image(host, data / "docker")
-            settle()
+            s.fresh = {
+                DOCKERD_NAME: functools.partial(dockerd, host),
+                PYDOCKERD_NAME: functools.partial(pydockerd, host, args.pydockerd_mode),
+            }
             for name in names:
                 try:
                     if name == DOCKERD_NAME:

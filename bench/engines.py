@@ -197,13 +197,13 @@ def _remove_cgroups(parent: str) -> None:
 
 
 @contextlib.contextmanager
-def dockerd(insecure: str) -> Iterator[Engine]:
+def dockerd(insecure: str, parent: Path | None = None) -> Iterator[Engine]:
     """Debian's dockerd on private directories, its containers in cgroup ``/bench-dockerd-PID``."""
     if not os.access(DOCKERD, os.X_OK):
         raise EngineUnavailable(f"{DOCKERD} is not installed (Debian package docker.io; make bench installs it)")
     key_existed = TRUST_KEY.exists()
     cgroup = f"bench-dockerd-{os.getpid()}"
-    with scratch("bench-dockerd-") as base:
+    with scratch("bench-dockerd-", parent) as base:
         (base / "cli").mkdir()
         (base / "daemon.json").write_text("{}\n")
         argv = [
@@ -259,7 +259,7 @@ def _snapshots_and_blobs(root: Path) -> dict[Path, frozenset[str]]:
 
 
 @contextlib.contextmanager
-def pydockerd(insecure: str, mode: str = REMOTE) -> Iterator[Engine]:
+def pydockerd(insecure: str, mode: str = REMOTE, parent: Path | None = None) -> Iterator[Engine]:
     """pydockerd on private data and exec roots, over a fresh pycontainerd.
 
     ``mode`` :data:`REMOTE`: the pycontainerd daemon as :mod:`bench.daemons`
@@ -267,7 +267,7 @@ def pydockerd(insecure: str, mode: str = REMOTE) -> Iterator[Engine]:
     runs pycontainerd's services in its own process (its default), as
     dockerd runs a containerd of its own.
     """
-    with scratch("bench-pydockerd-") as base:
+    with scratch("bench-pydockerd-", parent) as base:
         (base / "cli").mkdir()
         data, execroot = base / "data", base / "exec"
         argv = [

@@ -61,7 +61,7 @@ if __package__ in (None, ""):
 
 import grpc
 
-from bench import daemons, docker, memory, report, runtime, unpack, workloads
+from bench import daemons, docker, freshfs, memory, report, runtime, unpack, workloads
 from bench.daemons import CONTAINERD_NAME, NAMES, PYCONTAINERD_NAME, Daemon
 from bench.report import Metric
 
@@ -306,17 +306,26 @@ def bench_fetch(b: Bench, data: Path) -> None:
         b.repeat(fetch, runs, lambda name: fetch_once(b, name, ref))
 
 
-def pull_argv(b: Bench, name: str, client: str, ref: str) -> list[str]:
-    address = b.running[name].address
+def pull_argv(address: str, client: str, ref: str) -> list[str]:
     if client == "ctr":
         return [str(daemons.CTR), "-a", address, "-n", workloads.NAMESPACE, "images", "pull", "--plain-http", ref]
     return [str(PYCTR), "-a", address, "-n", workloads.NAMESPACE, "images", "pull", "-q", "--plain-http", ref]
 
 
 def pull_once(b: Bench, name: str, client: str, ref: str) -> float:
-    """One pull-and-unpack into an empty store; the store is emptied again after."""
-    seconds = unpack.pull_seconds(pull_argv(b, name, client, ref))
-    unpack.forget(b.running[name].address, b.running[name].base / "root", ref)
+    """One pull-and-unpack into an empty store: daemon ``name`` started for it on a file system of its own.
+
+    See :mod:`bench.freshfs`: no pull pays for an earlier one's deletions.
+    The daemon's start is not timed; the pull is, and it checks the image
+    is unpacked.
+    """
+    unpack.wait_disk_idle()
+    with freshfs.fresh_fs() as fs, daemons.running([name], parent=fs) as (ready, unavailable):
+        if name not in ready:
+            raise workloads.BenchmarkError(unavailable.get(name, f"{name} did not start"))
+        d = ready[name]
+        seconds = unpack.pull_seconds(pull_argv(d.address, client, ref))
+        unpack.check_unpacked(d.address, d.base / "root", ref)
     return seconds
 
 
@@ -343,9 +352,6 @@ def bench_unpack(b: Bench, data: Path) -> None:
                 images.append((f"Debian bookworm minbase, {dsize / 1e6:.0f} MB, {dfiles:,} files", dref))
             except (OSError, subprocess.SubprocessError) as exc:
                 log(f"no Debian image: {exc}")
-        # Building removed thousands of files; see unpack.forget().
-        os.sync()
-        time.sleep(unpack.INODE_REUSE_DELAY_S)
         for what, image_ref in images:
             by_ctr = b.metric(
                 f"unpack_ctr_{len(rows)}",
