@@ -4,7 +4,10 @@ Decompression (ISA-L, zstd) and SHA-256 release the GIL, so they run beside
 the extraction's Python.  They run on threads of their own because each is
 about as costly as the other on a big layer (ISA-L inflates about 850 MB/s,
 SHA-256 hashes about 1.9 GB/s here): chained on one thread they would set
-the pace alone, split they let the extraction set it.  The reader fills a
+the pace alone, split they let the extraction set it.  A source may be a
+stream, read into pooled buffers, or an iterator of the codec's own chunks,
+handed on as they are (one copy fewer; the pool then only bounds how far
+the reader runs ahead).  The reader fills a
 small pool of buffers ahead of the consumer; the hasher passes each on once
 hashed.  Buffers are recycled, so the consumer must let go of every view of
 a chunk before asking for the next one (the tar parser does: it holds
@@ -32,7 +35,14 @@ class Prefetcher:
     manager: leaving it stops the thread.
     """
 
-    def __init__(self, stream: BinaryIO, first: bytes = b"", *, chunk_size: int = 1 << 20, depth: int = 6) -> None:
+    def __init__(
+        self,
+        stream: BinaryIO | Iterator[bytes],
+        first: bytes = b"",
+        *,
+        chunk_size: int = 1 << 20,
+        depth: int = 6,
+    ) -> None:
         self.hash = hashlib.sha256()
         self.size = 0
         self._stream = stream
@@ -64,6 +74,9 @@ class Prefetcher:
         try:
             if self._first:
                 self._read.put((memoryview(self._first), None))
+            if not hasattr(self._stream, "read"):
+                self._pass_chunks(self._stream)
+                return
             readinto = getattr(self._stream, "readinto", None)
             while not self._stop:
                 buf = self._free.get()
@@ -81,6 +94,15 @@ class Prefetcher:
             self._read.put(_EOF)
         except BaseException as e:  # handed to the consumer, raised there
             self._read.put(e)
+
+    def _pass_chunks(self, chunks: Iterator[bytes]) -> None:
+        """Hand on a source's own chunks; a pool buffer is taken per chunk only to bound how far it runs ahead."""
+        for data in chunks:
+            token = self._free.get()
+            if token is None or self._stop:
+                break
+            self._read.put((memoryview(data), token))
+        self._read.put(_EOF)
 
     def __iter__(self) -> Iterator[memoryview]:
         while True:

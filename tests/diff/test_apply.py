@@ -356,3 +356,31 @@ def test_overlay_hardlink_to_a_lower_layers_file_copies_it_up(target: Target) ->
         )
     shutil.rmtree(second)
     shutil.rmtree(third)
+
+
+def test_owner_and_mode_exact_under_a_setgid_directory_and_any_umask(target: Target) -> None:
+    """Files the layer owns as root stay root's even where a setgid directory would hand down its group."""
+    old = os.umask(0o077)  # stricter than the modes the layer asks for
+    try:
+        apply(
+            target.root,
+            LayerTar()
+            .dir("shared", mode=0o2775, gid=50)
+            .file("shared/rootfile", b"r", mode=0o644)
+            .file("shared/app", b"a", mode=0o640, uid=1000, gid=1000)
+            .file("plain", b"p", mode=0o755)
+            .file("sticky", b"s", mode=0o1777)
+            .bytes(),
+        )
+    finally:
+        os.umask(old)
+    for name, want in (
+        ("shared/rootfile", (0o644, 0, 0)),
+        ("shared/app", (0o640, 1000, 1000)),
+        ("plain", (0o755, 0, 0)),
+        ("sticky", (0o1777, 0, 0)),
+    ):
+        st = os.lstat(target.root / name)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == want, name
+    shared = os.lstat(target.root / "shared")
+    assert (stat.S_IMODE(shared.st_mode), shared.st_gid) == (0o2775, 50)
