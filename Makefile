@@ -12,7 +12,7 @@ STAMP_PIP := $(VENV)/.pip-stamp
 STAMP_PROTO := $(VENV)/.proto-stamp
 PROTOS := $(shell find pycontainerd/api -name '*.proto')
 
-.PHONY: install run test lint typecheck unit bench clean proto
+.PHONY: install run test soak lint typecheck unit bench clean proto
 
 install: $(STAMP_APT) $(STAMP_PIP) $(STAMP_PROTO)
 
@@ -52,6 +52,12 @@ typecheck: install
 
 test: install lint typecheck
 	$(VENV)/bin/pytest -q tests
+
+# The reliability suites (tests/reliability) run long, then print what they tried and what held.
+soak: install
+	mkdir -p build && rm -f build/soak.jsonl
+	PYCONTAINERD_SOAK=1 PYCONTAINERD_SOAK_REPORT=$(CURDIR)/build/soak.jsonl $(VENV)/bin/pytest -q tests/reliability; \
+	s=$$?; $(PY) -m tests.reliability.report build/soak.jsonl; r=$$?; [ $$s -eq 0 ] && exit $$r; exit $$s
 
 # docker.io (dockerd 20.10, for the Docker benchmark) is installed here only: make test does not need it.
 bench: install
