@@ -61,7 +61,7 @@ if __package__ in (None, ""):
 
 import grpc
 
-from bench import daemons, docker, freshfs, memory, report, runtime, unpack, workloads
+from bench import chart, daemons, docker, freshfs, memory, report, runtime, unpack, workloads
 from bench.daemons import CONTAINERD_NAME, NAMES, PYCONTAINERD_NAME, Daemon
 from bench.report import Metric
 
@@ -612,6 +612,8 @@ def run(args: argparse.Namespace) -> int:
     json_path, md_path = report.write(args.out, document, table)
     print(table)
     log(f"wrote {json_path} and {md_path} in {time.monotonic() - began:.0f} s")
+    for png in chart.draw(args.out):
+        log(f"drew {png}")
     wanted_missing = [n for n in names if n in unavailable and (n == CONTAINERD_NAME or args.only == PYCONTAINERD_NAME)]
     return 1 if wanted_missing else 0
 
