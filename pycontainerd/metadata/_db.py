@@ -67,6 +67,8 @@ class DB:
         self.scheduler = Scheduler(self, gc_config or GCConfig())
         self.publisher: Publisher | None = None
         """Where the stores report their changes (the daemon's event exchange); None sends nothing."""
+        self.content_sharing_policy = "shared"
+        """How blobs cross namespaces: "shared" or "isolated" (see :mod:`.content`)."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
