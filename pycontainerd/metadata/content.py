@@ -4,6 +4,21 @@ Blobs live once in the backend; each namespace has its own records of the
 blobs it committed (or was given by the sharing policy), its own labels, and
 its own ingests, whose backend refs are prefixed with the namespace.  Blobs
 are only removed from the backend by garbage collection.
+
+A namespace sees a blob only once it has a record of it.  How it gets one
+without writing the bytes is the sharing policy (``DB.content_sharing_policy``,
+the metadata plugin's ``content_sharing_policy``), as containerd's:
+
+``shared`` (the default)
+    Opening a writer with an expected digest that the backend already holds
+    (and, when a total is given, of that size) records the blob in the
+    namespace at once and answers AlreadyExists: a pull into a second
+    namespace fetches nothing it need not.
+``isolated``
+    The namespace must write the whole blob itself; its commit is checked
+    against the digest as any other, and only then recorded.  A blob recorded
+    in a namespace labelled ``containerd.io/namespace.shareable=true`` is the
+    exception: it is shared as under ``shared`` (containerd 1.7's label).
 """
 
 from __future__ import annotations
@@ -58,6 +73,10 @@ def _status_adaptor(st: Status) -> filters.Adaptor:
 
 
 _INFO = "SELECT digest, size, created_ns, updated_ns, labels FROM content"
+
+SHARING_POLICIES = ("shared", "isolated")
+SHAREABLE_LABEL = "containerd.io/namespace.shareable"
+"""A namespace label; ``true`` lets its blobs be shared into others under the isolated policy."""
 
 
 class ContentStore:
@@ -135,7 +154,7 @@ class ContentStore:
         with self._db.write() as conn:
             ensure_namespace(conn, self.namespace)
             if expected:
-                exists = self._share(conn, expected)
+                exists = self._share(conn, expected, total)
             if not exists:
                 row = conn.execute(
                     "SELECT backend_ref FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref)
@@ -147,21 +166,29 @@ class ContentStore:
                     (self.namespace, ref, backend_ref, expected, total, now_ns(), self.lease is not None),
                 )
                 add_to_lease(conn, self.namespace, self.lease, "ingests", ref)
-                w = self._db.backend.writer(backend_ref, total=total, expected=expected)
+                # The backend answers AlreadyExists for an expected digest it
+                # holds; under the isolated policy the bytes must come anyway,
+                # so it is not told, and the commit checks them (see _commit).
+                told = expected if self._db.content_sharing_policy == "shared" else ""
+                w = self._db.backend.writer(backend_ref, total=total, expected=told)
         if exists:
             self._db.bump("content", self.namespace)
             raise AlreadyExists(f"content {expected}: already exists")
-        return NamespacedWriter(self, ref, w)
+        return NamespacedWriter(self, ref, w, "" if told else expected)
 
-    def _share(self, conn: sqlite3.Connection, digest: str) -> bool:
-        """Whether ``digest`` is already here; a blob of another namespace is shared into this one."""
+    def _share(self, conn: sqlite3.Connection, digest: str, total: int = 0) -> bool:
+        """Whether ``digest`` is here now: recorded already, or given to this namespace by the sharing policy."""
         if not conn.execute(
             "SELECT 1 FROM content WHERE namespace = ? AND digest = ?", (self.namespace, digest)
         ).fetchone():
+            if not self._shareable(conn, digest):
+                return False
             try:
                 size = self._db.backend.info(digest).size
             except NotFound:
                 return False
+            if total and total != size:
+                return False  # the caller's size is wrong or the digest is; its commit will tell
             now = now_ns()
             conn.execute(
                 "INSERT INTO content (namespace, digest, size, created_ns, updated_ns) VALUES (?, ?, ?, ?, ?)",
@@ -170,29 +197,45 @@ class ContentStore:
         add_to_lease(conn, self.namespace, self.lease, "content", digest)
         return True
 
-    def _backend_ref(self, conn: sqlite3.Connection, ref: str) -> str:
+    def _shareable(self, conn: sqlite3.Connection, digest: str) -> bool:
+        """Whether the policy lets a blob this namespace has no record of be shared into it."""
+        if self._db.content_sharing_policy == "shared":
+            return True
         row = conn.execute(
-            "SELECT backend_ref FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref)
+            "SELECT 1 FROM content JOIN namespaces ON namespaces.name = content.namespace "
+            "WHERE content.digest = ? AND content.namespace != ? AND json_extract(namespaces.labels, ?) = 'true' "
+            "LIMIT 1",
+            (digest, self.namespace, f'$."{SHAREABLE_LABEL}"'),
+        ).fetchone()
+        return row is not None
+
+    def _backend_ref(self, conn: sqlite3.Connection, ref: str) -> str:
+        return self._ingest(conn, ref)[0]
+
+    def _ingest(self, conn: sqlite3.Connection, ref: str) -> tuple[str, str]:
+        """Backend ref and expected digest of this namespace's ingest ``ref``."""
+        row = conn.execute(
+            "SELECT backend_ref, expected FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref)
         ).fetchone()
         if row is None:
             raise NotFound(f"ingest {quote(ref)}: not found")
-        return str(row[0])
+        return str(row[0]), str(row[1])
 
     def status(self, ref: str) -> Status:
         with self._db.read() as conn:
-            backend_ref = self._backend_ref(conn, ref)
-        return _rename(self._db.backend.status(backend_ref), ref)
+            backend_ref, expected = self._ingest(conn, ref)
+        return _rename(self._db.backend.status(backend_ref), ref, expected)
 
     def list_statuses(self, filters_: Sequence[str] = ()) -> list[Status]:
         flt = filters.parse(filters_)
         with self._db.read() as conn:
             rows = conn.execute(
-                "SELECT ref, backend_ref FROM ingests WHERE namespace = ? ORDER BY ref", (self.namespace,)
+                "SELECT ref, backend_ref, expected FROM ingests WHERE namespace = ? ORDER BY ref", (self.namespace,)
             ).fetchall()
         out = []
-        for ref, backend_ref in rows:
+        for ref, backend_ref, expected in rows:
             try:
-                st = _rename(self._db.backend.status(backend_ref), ref)
+                st = _rename(self._db.backend.status(backend_ref), ref, expected)
             except NotFound:
                 continue
             if flt.match(_status_adaptor(st)):
@@ -219,6 +262,7 @@ class ContentStore:
             try:
                 digest = w.commit(size=size, expected=expected)
             except AlreadyExists:
+                # The backend checked size and digest of these bytes before finding its copy.
                 digest = expected or w.digest()
             conn.execute("DELETE FROM ingests WHERE namespace = ? AND ref = ?", (self.namespace, ref))
             conn.execute(
@@ -243,17 +287,20 @@ class ContentStore:
         return digest
 
 
-def _rename(st: Status, ref: str) -> Status:
-    return Status(ref, st.offset, st.total, st.expected, st.started_at, st.updated_at)
+def _rename(st: Status, ref: str, expected: str = "") -> Status:
+    """The backend's status under the namespace's ref (and expected digest, if the backend was not told it)."""
+    return Status(ref, st.offset, st.total, st.expected or expected, st.started_at, st.updated_at)
 
 
 class NamespacedWriter:
     """A backend writer whose commit is recorded in the namespace."""
 
-    def __init__(self, store: ContentStore, ref: str, backend: Writer) -> None:
+    def __init__(self, store: ContentStore, ref: str, backend: Writer, expected: str = "") -> None:
         self._store = store
         self._ref = ref
         self._w = backend
+        self._expected = expected
+        """The digest the writer was opened for; the backend may not know it (isolated policy)."""
 
     def write(self, data: bytes) -> int:
         return self._w.write(data)
@@ -262,13 +309,13 @@ class NamespacedWriter:
         return self._w.digest()
 
     def status(self) -> Status:
-        return _rename(self._w.status(), self._ref)
+        return _rename(self._w.status(), self._ref, self._expected)
 
     def truncate(self, size: int) -> None:
         self._w.truncate(size)
 
     def commit(self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None) -> str:
-        return self._store._commit(self._ref, self._w, size, expected, labels or {})
+        return self._store._commit(self._ref, self._w, size, expected or self._expected, labels or {})
 
     def reader(self) -> ReaderAt:
         """The backend's data as it is written, when the backend can show it (see ``Following``)."""

@@ -21,6 +21,7 @@ from ..content.local import LocalStore
 from ..errors import FailedPrecondition
 from ..events.exchange import Exchange
 from ..metadata import DB, GCConfig, Scheduler
+from ..metadata.content import SHARING_POLICIES
 from ..plugin import InitContext, PluginType, Registration, Registry
 from ..services.containers import ContainersService
 from ..services.content import ContentService
@@ -65,14 +66,15 @@ class Builtin:
 
 @dataclass(frozen=True)
 class MetadataConfig:
-    """``[plugins."io.containerd.metadata.v1.sqlite"]``."""
+    """``[plugins."io.containerd.metadata.v1.sqlite"]``; the policies are described in :mod:`..metadata.content`."""
 
     content_sharing_policy: str = "shared"
 
     def __post_init__(self) -> None:
-        if self.content_sharing_policy != "shared":
+        if self.content_sharing_policy not in SHARING_POLICIES:
             raise ValueError(
-                f'content_sharing_policy: {self.content_sharing_policy!r} is not supported (only "shared")'
+                f"content_sharing_policy: {self.content_sharing_policy!r} is not a policy "
+                f"(one of {', '.join(SHARING_POLICIES)})"
             )
 
 
@@ -166,11 +168,13 @@ def _init_metadata(ic: InitContext) -> DB:
     path = ic.root / "meta.db"
     ic.root.mkdir(mode=0o711, parents=True, exist_ok=True)
     ic.properties["path"] = str(path)
-    ic.properties["policy"] = str(ic.config.get("content_sharing_policy", "shared"))
+    policy = str(ic.config.get("content_sharing_policy", "shared"))
+    ic.properties["policy"] = policy
     snapshotters = {
         id_: sn for id_, sn in ic.plugins.get_all(PluginType.SNAPSHOT).items() if isinstance(sn, Snapshotter)
     }
     db = DB(path, backend, snapshotters=snapshotters)
+    db.content_sharing_policy = policy
     db.publisher = ic.get(PluginType.EVENT, Exchange)
     return db
 
