@@ -137,15 +137,16 @@ class _Extractor:
     def data(self, chunk: memoryview) -> None:
         self.left -= len(chunk)
         if self.file_fd >= 0:
-            assert self.file_entry is not None
+            entry = self.file_entry
+            assert entry is not None
             try:
                 while chunk:
                     n = os.write(self.file_fd, chunk)
                     chunk = chunk[n:]
                 if not self.left:
-                    self._finish_file()
+                    self._finish_file()  # forgets the entry, and may still fail (a refused xattr)
             except OSError as err:
-                raise _fs_error(self.file_entry.name, err) from None
+                raise _fs_error(entry.name, err) from None
 
     def close(self) -> None:
         if self.file_fd >= 0:
