@@ -151,38 +151,110 @@ class _Gunzip(_Decompressing):
         return data
 
 
-class _Unzstd(_Decompressing):
-    """Zstandard, several frames one after another; a stream that stops inside a frame is refused.
+class _ZstdFrames:
+    """Follows a zstd stream's frame and block headers, without decompressing, to tell where frames end.
 
-    (``zstandard``'s own stream reader returns a silent end of file there.)
+    ``zstandard``'s stream reader hands out bounded chunks (its
+    ``decompressobj`` returns everything one input chunk expands to, and a
+    few kilobytes of zstd can be gigabytes of zeros) but ends silently when
+    the input stops inside a frame; this walker says whether it did.  The
+    work is a few integer operations per block (blocks hold up to 128 KiB).
     """
+
+    _MAGIC: Final = b"\x28\xb5\x2f\xfd"
+    _DICT_ID: Final = (0, 1, 2, 4)
+    _CONTENT_SIZE: Final = (0, 2, 4, 8)
+
+    def __init__(self) -> None:
+        self._kind = "magic"  # what the next header is: magic, descriptor, block, skippable size
+        self._need = 4
+        self._carry = b""  # a header split across reads
+        self._skip = 0  # bytes to pass over (block contents, optional fields, skippable frames)
+        self._checksum = False
+
+    @property
+    def at_edge(self) -> bool:
+        """Whether the bytes fed so far end between two frames."""
+        return self._kind == "magic" and not self._carry and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while True:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                pos += step
+                self._skip -= step
+                if self._skip:
+                    return
+            want = self._need - len(self._carry)
+            if end - pos < want:
+                self._carry += data[pos:]
+                return
+            head = self._carry + data[pos : pos + want]
+            pos += want
+            self._carry = b""
+            self._header(head)
+
+    def _header(self, head: bytes) -> None:
+        kind = self._kind
+        if kind == "magic":
+            if head == self._MAGIC:
+                self._kind, self._need = "descriptor", 1
+            elif head[1:] == b"\x2a\x4d\x18" and head[0] & 0xF0 == 0x50:
+                self._kind, self._need = "skippable", 4
+            else:
+                raise InvalidArgument("corrupt zstd stream: data that is not a zstd frame")
+        elif kind == "descriptor":
+            d = head[0]
+            single = bool(d & 0x20)
+            content_size = self._CONTENT_SIZE[d >> 6] or (1 if single else 0)
+            self._skip = (0 if single else 1) + self._DICT_ID[d & 3] + content_size
+            self._checksum = bool(d & 4)
+            self._kind, self._need = "block", 3
+        elif kind == "block":
+            h = int.from_bytes(head, "little")
+            block_type = (h >> 1) & 3
+            if block_type == 3:
+                raise InvalidArgument("corrupt zstd stream: a block of the reserved type")
+            self._skip = 1 if block_type == 1 else h >> 3
+            if h & 1:  # the frame's last block
+                self._skip += 4 if self._checksum else 0
+                self._kind, self._need = "magic", 4
+        else:
+            self._skip = int.from_bytes(head, "little")
+            self._kind, self._need = "magic", 4
+
+
+class _WatchedInput:
+    """The compressed input on its way into the decompressor, shown to a :class:`_ZstdFrames`."""
+
+    def __init__(self, raw: BinaryIO, frames: _ZstdFrames) -> None:
+        self._raw = raw
+        self._frames = frames
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._frames.feed(data)
+        return data
+
+
+class _Unzstd(_Decompressing):
+    """Zstandard, several frames one after another, in chunks of at most ``_READ_SIZE``; truncation refused."""
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__(raw, "zstd")
-        self._dctx = zstandard.ZstdDecompressor()
-        self._obj = self._dctx.decompressobj()
-        self._in_frame = False
+        self._frames = _ZstdFrames()
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            _WatchedInput(raw, self._frames), read_size=_READ_SIZE, read_across_frames=True, closefd=False
+        )
 
     def _fill(self) -> bytes:
-        while True:
-            chunk = self._raw.read(_READ_SIZE)
-            if not chunk:
-                if self._in_frame:
-                    raise InvalidArgument("corrupt zstd stream: it ends inside a frame (truncated)")
-                self._done = True
-                return b""
-            out = []
-            while chunk:
-                self._in_frame = True
-                out.append(self._obj.decompress(chunk))
-                if not self._obj.eof:
-                    break
-                chunk = self._obj.unused_data
-                self._obj = self._dctx.decompressobj()
-                self._in_frame = False
-            data = b"".join(out)
-            if data:
-                return data
+        data: bytes = self._reader.read(_READ_SIZE)
+        if not data:
+            if not self._frames.at_edge:
+                raise InvalidArgument("corrupt zstd stream: it ends inside a frame (truncated)")
+            self._done = True
+        return data
 
 
 def decompressed_chunks(raw: BinaryIO, compression: Compression) -> Iterator[bytes]:
