@@ -166,15 +166,19 @@ class ContentStore:
                     (self.namespace, ref, backend_ref, expected, total, now_ns(), self.lease is not None),
                 )
                 add_to_lease(conn, self.namespace, self.lease, "ingests", ref)
-                # The backend answers AlreadyExists for an expected digest it
-                # holds; under the isolated policy the bytes must come anyway,
-                # so it is not told, and the commit checks them (see _commit).
-                told = expected if self._db.content_sharing_policy == "shared" else ""
-                w = self._db.backend.writer(backend_ref, total=total, expected=told)
+                try:
+                    w = self._db.backend.writer(backend_ref, total=total, expected=expected)
+                    untold = ""
+                except AlreadyExists:
+                    # The policy did not share the blob the backend holds: the
+                    # bytes must come anyway, so the backend is not told the
+                    # digest, and this writer's commit checks them against it.
+                    w = self._db.backend.writer(backend_ref, total=total)
+                    untold = expected
         if exists:
             self._db.bump("content", self.namespace)
             raise AlreadyExists(f"content {expected}: already exists")
-        return NamespacedWriter(self, ref, w, "" if told else expected)
+        return NamespacedWriter(self, ref, w, untold)
 
     def _share(self, conn: sqlite3.Connection, digest: str, total: int = 0) -> bool:
         """Whether ``digest`` is here now: recorded already, or given to this namespace by the sharing policy."""
