@@ -41,7 +41,7 @@ from ..snapshots import Snapshotter
 from ..snapshots.native import NativeSnapshotter
 from ..snapshots.overlay import OverlaySnapshotter, check_overlay
 from ..streaming import Manager as StreamManager
-from ..tasks.manager import TaskManager
+from ..tasks.manager import DEFAULT_RUNTIME_TIMEOUT, TaskManager
 from .config import Duration
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "MetadataConfig",
     "SnapshotsServiceConfig",
     "SnapshotterConfig",
+    "TaskRuntimeConfig",
     "registry",
 ]
 
@@ -130,6 +131,18 @@ class SnapshotsServiceConfig:
     def __post_init__(self) -> None:
         if not self.default:
             raise ValueError("default: must name a snapshotter")
+
+
+@dataclass(frozen=True)
+class TaskRuntimeConfig:
+    """``[plugins."io.containerd.runtime.v2.task"]``: ``runtime_timeout``, how long one runtime command
+    (runc create, start, kill, delete...) may take before the task's shim kills it and the call fails."""
+
+    runtime_timeout: Duration = DEFAULT_RUNTIME_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not 0 < self.runtime_timeout <= 86400:
+            raise ValueError(f"runtime_timeout: {self.runtime_timeout}s must be more than 0 and at most 24h")
 
 
 def _snapshotter_root(ic: InitContext) -> pathlib.Path:
@@ -266,7 +279,9 @@ def _init_task_manager(ic: InitContext) -> TaskManager:
     ic.properties["state"] = str(ic.state)
     ic.properties["runc_root"] = str(runc_root)
     ic.state.mkdir(mode=0o711, parents=True, exist_ok=True)
-    return TaskManager(ic.state, ic.get(PluginType.EVENT, Exchange), ShimLauncher(), runc_root)
+    timeout = float(ic.config.get("runtime_timeout", DEFAULT_RUNTIME_TIMEOUT))
+    ic.properties["runtime_timeout"] = f"{timeout}s"
+    return TaskManager(ic.state, ic.get(PluginType.EVENT, Exchange), ShimLauncher(), runc_root, runtime_timeout=timeout)
 
 
 def _init_tasks_service(ic: InitContext) -> object:
@@ -320,7 +335,10 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
     _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
     _grpc("transfer", (*_META_GC, PluginType.STREAMING, PluginType.SERVICE), _init_transfer_service),
-    Builtin(Registration(type=PluginType.RUNTIME, id="task", requires=(PluginType.EVENT,), init=_init_task_manager)),
+    Builtin(
+        Registration(type=PluginType.RUNTIME, id="task", requires=(PluginType.EVENT,), init=_init_task_manager),
+        TaskRuntimeConfig,
+    ),
     _grpc("tasks", (*_META, PluginType.RUNTIME), _init_tasks_service),
     _grpc("version", (), _init_version_service),
     _grpc("healthcheck", (), _init_health_service),

@@ -38,7 +38,17 @@ from ..identifiers import validate
 from ..mount import Mount
 from . import IO, Exit, Process
 
-__all__ = ["RUNC_RUNTIME", "Launcher", "RuncOptions", "Shim", "ShimEvent", "Task", "TaskManager", "runc_options"]
+__all__ = [
+    "DEFAULT_RUNTIME_TIMEOUT",
+    "RUNC_RUNTIME",
+    "Launcher",
+    "RuncOptions",
+    "Shim",
+    "ShimEvent",
+    "Task",
+    "TaskManager",
+    "runc_options",
+]
 
 log = logging.getLogger("pycontainerd.tasks")
 
@@ -59,8 +69,17 @@ class Shim(Protocol):
     """One task's shim, as the manager drives it."""
 
     async def create(
-        self, *, rootfs: Sequence[Mount], io: IO, binary: str, runtime_root: str, options: Mapping[str, bool]
-    ) -> int: ...
+        self,
+        *,
+        rootfs: Sequence[Mount],
+        io: IO,
+        binary: str,
+        runtime_root: str,
+        options: Mapping[str, bool],
+        timeout: float,
+    ) -> int:
+        """Mount the rootfs and create the task; every runtime command of the task gets ``timeout`` seconds."""
+        ...
 
     async def start(self, exec_id: str) -> int: ...
 
@@ -150,9 +169,22 @@ def runc_options(options: TypedValue | None) -> RuncOptions:
     return RuncOptions(binary, opts.root, {k: v for k, v in flags.items() if v})
 
 
+DEFAULT_RUNTIME_TIMEOUT = 120.0
+"""Seconds one runtime command (runc create, start, kill, delete...) may take before the shim kills it."""
+
+
 class TaskManager:
-    def __init__(self, root: Path, publisher: Publisher, launcher: Launcher, runtime_root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        publisher: Publisher,
+        launcher: Launcher,
+        runtime_root: Path,
+        *,
+        runtime_timeout: float = DEFAULT_RUNTIME_TIMEOUT,
+    ) -> None:
         self.root = root
+        self.runtime_timeout = runtime_timeout
         self._publisher = publisher
         self._launcher = launcher
         self._runtime_root = runtime_root
@@ -202,7 +234,12 @@ class TaskManager:
                 shim = await self._launcher.start(bundle, namespace, container.id)
                 try:
                     pid = await shim.create(
-                        rootfs=rootfs, io=io, binary=runc.binary, runtime_root=runtime_root, options=runc.flags
+                        rootfs=rootfs,
+                        io=io,
+                        binary=runc.binary,
+                        runtime_root=runtime_root,
+                        options=runc.flags,
+                        timeout=self.runtime_timeout,
                     )
                 except BaseException:
                     with contextlib.suppress(Exception):

@@ -8,11 +8,18 @@ in flight.  Exits that arrive meanwhile wait in the signal pipe.
 ``create`` and ``exec`` hand runc the process's stdio as its own fds 0-2
 (runc passes them through to the container), so their error messages are
 taken from runc's JSON log instead, as containerd does.
+
+Every command runs in a process group of its own (as containerd's shim runs
+runc) and has ``timeout`` seconds to finish: a runtime that hangs is killed
+with its whole group and the command fails with :class:`RuntimeTimedOut`,
+instead of stalling the shim for good.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import time
 
 from . import _cjson
 
@@ -23,7 +30,10 @@ if TYPE_CHECKING:
 else:
     import _signal
 
-__all__ = ["Runtime", "RuntimeFailed"]
+__all__ = ["DEFAULT_TIMEOUT", "Runtime", "RuntimeFailed", "RuntimeTimedOut"]
+
+DEFAULT_TIMEOUT = 120.0
+"""Seconds a runtime command may take unless the daemon says otherwise."""
 
 _RESET = (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGHUP, _signal.SIGTERM, _signal.SIGCHLD)
 """Dispositions the shim changes and that its children must not inherit (SIG_IGN survives exec)."""
@@ -33,12 +43,19 @@ class RuntimeFailed(Exception):
     """runc exited non-zero; the message is runc's own error."""
 
 
+class RuntimeTimedOut(RuntimeFailed):
+    """runc did not finish in time and was killed, with its process group."""
+
+
 class Runtime:
-    def __init__(self, binary: str, root: str, log: str, *, systemd_cgroup: bool = False) -> None:
+    def __init__(
+        self, binary: str, root: str, log: str, *, systemd_cgroup: bool = False, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.binary = binary or "runc"
         self.root = root
         self.log = log
         self.systemd_cgroup = systemd_cgroup
+        self.timeout = timeout
 
     def _argv(self, args: Sequence[str]) -> list[str]:
         argv = [self.binary]
@@ -63,18 +80,17 @@ class Runtime:
                 stdio = (null, w, w)
             actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(stdio)]
             try:
-                pid = os.posix_spawnp(self.binary, self._argv(args), os.environ, file_actions=actions, setsigdef=_RESET)
+                pid = os.posix_spawnp(
+                    self.binary, self._argv(args), os.environ, file_actions=actions, setsigdef=_RESET, setpgroup=0
+                )
             except OSError as e:
                 raise RuntimeFailed(f"{self.binary}: {e.strerror}") from None
-            out = b""
             if w >= 0:
                 os.close(w)
                 w = -1
-                chunks = []
-                while chunk := os.read(r, 65536):
-                    chunks.append(chunk)
-                out = b"".join(chunks)
-            _, status = os.waitpid(pid, 0)
+            out, status = _finish(pid, r, time.monotonic() + self.timeout)
+            if status is None:
+                raise RuntimeTimedOut(f"{self.binary} {args[0]} did not finish within {self.timeout:g}s and was killed")
         finally:
             for fd in (r, w, null):
                 if fd >= 0:
@@ -136,6 +152,45 @@ class Runtime:
         start = out.find(b"[")  # anything before the list is a warning
         pids = _cjson.loads(out[start:]) if start >= 0 else []
         return [p for p in pids if isinstance(p, int)] if isinstance(pids, list) else []
+
+
+def _finish(pid: int, r: int, deadline: float) -> tuple[bytes, int | None]:
+    """Read ``r`` (unless -1) to its end and reap ``pid``; (output, wait status, or None when time ran out).
+
+    A child still running at the deadline is killed with its process group
+    and reaped.  One that exited while something it left behind still holds
+    the pipe is not waited for any longer than the deadline.
+    """
+    chunks = []
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if r >= 0:
+            poller.register(r, select.POLLIN)
+        reading, exited = r >= 0, False
+        while reading or not exited:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for fd, _ in poller.poll(max(1, int(left * 1000))):
+                if fd == pidfd:
+                    exited = True
+                    poller.unregister(pidfd)
+                elif chunk := os.read(r, 65536):
+                    chunks.append(chunk)
+                else:
+                    reading = False
+                    poller.unregister(r)
+    finally:
+        os.close(pidfd)
+        if not exited:
+            try:
+                os.killpg(pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _, status = os.waitpid(pid, 0)
+    return b"".join(chunks), status if exited else None
 
 
 def _size(path: str) -> int:

@@ -17,7 +17,7 @@ import time
 from . import _cgroups, _cjson, _linux
 from ._loop import IN, OUT, Loop
 from ._process import CREATED, DELETED, PAUSED, RUNNING, STOPPED, Failure, Process, exit_status
-from ._runc import Runtime, RuntimeFailed
+from ._runc import DEFAULT_TIMEOUT, Runtime, RuntimeFailed, RuntimeTimedOut
 from ._stdio import Console, ConsoleSocket, open_stdio
 from .protocol import OPS, VERSION, Decoder, ProtocolError, encode, event, failure, parse_request, reply
 
@@ -85,6 +85,13 @@ def _io(args: dict[str, Any]) -> dict[str, Any]:
         "stderr": _str(args, "stderr"),
         "terminal": _bool(args, "terminal"),
     }
+
+
+def _timeout(args: dict[str, Any]) -> float:
+    value = args.get("runtime_timeout", DEFAULT_TIMEOUT)
+    if type(value) not in (int, float) or not 0 < value <= 86400:
+        raise Failure("invalid_argument", "runtime_timeout must be a number of seconds from 0 to 86400")
+    return float(value)
 
 
 def _kill_failure(e: RuntimeFailed) -> Failure:
@@ -249,6 +256,8 @@ class Service:
                 conn.send(failure(rid, "unimplemented", f"unknown operation {op!r}"))
         except Failure as e:
             conn.send(failure(rid, e.code, e.message))
+        except RuntimeTimedOut as e:
+            conn.send(failure(rid, "deadline_exceeded", str(e)))
         except RuntimeFailed as e:
             conn.send(failure(rid, "unknown", str(e)))
         except Exception as e:
@@ -342,6 +351,7 @@ class Service:
             _str(args, "runtime_root"),
             os.path.join(self.bundle, "log.json"),
             systemd_cgroup=bool(options.get("systemd_cgroup", False)),
+            timeout=_timeout(args),
         )
         rootfs_dir = os.path.join(self.bundle, "rootfs")
         if rootfs:
@@ -374,6 +384,8 @@ class Service:
                     no_pivot=bool(options.get("no_pivot_root", False)),
                     no_new_keyring=bool(options.get("no_new_keyring", False)),
                 )
+            except RuntimeTimedOut as e:
+                raise Failure("deadline_exceeded", f"OCI runtime create failed: {e}") from None
             except RuntimeFailed as e:
                 raise Failure("unknown", f"OCI runtime create failed: {e}") from None
             init.stdio.runtime_done()
@@ -383,13 +395,14 @@ class Service:
                 init.console = Console(self.loop, console_socket.receive(), init.stdio, lambda: None)
         except BaseException:
             init.release()
-            if init.pid == 0:
+            try:
+                # Also when runc never wrote a pid: one killed half-way may have left its state and cgroup.
+                runtime.delete(self.id, force=True)
+            except RuntimeFailed as e:
+                if "does not exist" not in str(e):
+                    log(f"after a failed create: {e}")
+            finally:
                 self._unmount()
-            else:
-                try:
-                    runtime.delete(self.id, force=True)
-                finally:
-                    self._unmount()
             raise
         finally:
             if console_socket is not None:

@@ -45,6 +45,7 @@ from typing import Any
 from ...errors import (
     AlreadyExists,
     ContainerdError,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -68,6 +69,7 @@ KILLED = 128 + 9
 
 _ERRORS: dict[str, type[ContainerdError]] = {
     "already_exists": AlreadyExists,
+    "deadline_exceeded": DeadlineExceeded,
     "failed_precondition": FailedPrecondition,
     "invalid_argument": InvalidArgument,
     "not_found": NotFound,
@@ -251,13 +253,17 @@ class ShimClient:
         binary: str = "runc",
         runtime_root: str = "",
         options: Mapping[str, Any] | None = None,
+        runtime_timeout: float | None = None,
     ) -> int:
         """Mount ``rootfs`` on ``<bundle>/rootfs`` and ``runc create`` the task; its init's pid.
 
         ``options``: ``systemd_cgroup``, ``no_pivot_root``, ``no_new_keyring``
-        (containerd's runc options of the same names).
+        (containerd's runc options of the same names).  ``runtime_timeout``:
+        seconds each runtime command of this task may take before the shim
+        kills it (DeadlineExceeded); the shim's default when None.
         """
         mounts = [{"type": m.type, "source": m.source, "options": list(m.options), "target": m.target} for m in rootfs]
+        extra = {} if runtime_timeout is None else {"runtime_timeout": float(runtime_timeout)}
         result = await self._call(
             "create",
             rootfs=mounts,
@@ -265,6 +271,7 @@ class ShimClient:
             runtime_root=runtime_root,
             options=dict(options or {}),
             **_io(io),
+            **extra,
         )
         return int(result["pid"])
 

@@ -88,9 +88,18 @@ class TaskShim:
         self.client = client
 
     async def create(
-        self, *, rootfs: Sequence[Mount], io: IO, binary: str, runtime_root: str, options: Mapping[str, bool]
+        self,
+        *,
+        rootfs: Sequence[Mount],
+        io: IO,
+        binary: str,
+        runtime_root: str,
+        options: Mapping[str, bool],
+        timeout: float,
     ) -> int:
-        return await self.client.create(rootfs=rootfs, io=io, binary=binary, runtime_root=runtime_root, options=options)
+        return await self.client.create(
+            rootfs=rootfs, io=io, binary=binary, runtime_root=runtime_root, options=options, runtime_timeout=timeout
+        )
 
     async def start(self, exec_id: str) -> int:
         return await self.client.start(exec_id)

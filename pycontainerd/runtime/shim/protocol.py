@@ -89,6 +89,7 @@ OPS = frozenset(
 CODES = frozenset(
     {
         "already_exists",
+        "deadline_exceeded",
         "failed_precondition",
         "invalid_argument",
         "not_found",
