@@ -23,6 +23,7 @@ from ..events.exchange import Exchange
 from ..metadata import DB, GCConfig, Scheduler
 from ..metadata.content import SHARING_POLICIES
 from ..plugin import InitContext, PluginType, Registration, Registry
+from ..remotes.docker import HostOptions
 from ..services.containers import ContainersService
 from ..services.content import ContentService
 from ..services.diff import DiffService
@@ -52,6 +53,7 @@ __all__ = [
     "SnapshotsServiceConfig",
     "SnapshotterConfig",
     "TaskRuntimeConfig",
+    "TransferConfig",
     "registry",
 ]
 
@@ -143,6 +145,27 @@ class TaskRuntimeConfig:
     def __post_init__(self) -> None:
         if not 0 < self.runtime_timeout <= 86400:
             raise ValueError(f"runtime_timeout: {self.runtime_timeout}s must be more than 0 and at most 24h")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """``[plugins."io.containerd.grpc.v1.transfer"]``: how the daemon's pulls and pushes treat registries.
+
+    ``registry_timeout`` bounds connecting and each read (a body that stalls
+    that long is asked for again, from where it stopped); ``registry_retries``
+    further tries follow a failure; a 429's Retry-After is waited out up to
+    ``max_retry_after``.  A hosts.toml ``dial_timeout`` overrides the connect limit.
+    """
+
+    registry_timeout: Duration = 30.0
+    registry_retries: int = 3
+    max_retry_after: Duration = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.registry_timeout <= 3600:
+            raise ValueError(f"registry_timeout: {self.registry_timeout}s must be more than 0 and at most 1h")
+        if not 0 <= self.registry_retries <= 100:
+            raise ValueError(f"registry_retries: {self.registry_retries} must be between 0 and 100")
 
 
 def _snapshotter_root(ic: InitContext) -> pathlib.Path:
@@ -266,8 +289,10 @@ def _init_streaming_service(ic: InitContext) -> object:
 def _init_transfer_service(ic: InitContext) -> object:
     ic.get(PluginType.GC, Scheduler)  # a pull's temporary lease is collected once it ends
     snapshots = ic.get(PluginType.SERVICE, SnapshotsServiceConfig, "snapshots-service")
+    c = TransferConfig(**ic.config)
+    hosts = HostOptions(timeout=c.registry_timeout, retries=c.registry_retries, max_retry_after=c.max_retry_after)
     return TransferService(
-        ic.get(PluginType.METADATA, DB), ic.get(PluginType.STREAMING, StreamManager), snapshots.default
+        ic.get(PluginType.METADATA, DB), ic.get(PluginType.STREAMING, StreamManager), snapshots.default, hosts
     )
 
 
@@ -334,7 +359,15 @@ BUILTINS: tuple[Builtin, ...] = (
     _grpc("events", (PluginType.EVENT,), _init_events_service),
     Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
     _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
-    _grpc("transfer", (*_META_GC, PluginType.STREAMING, PluginType.SERVICE), _init_transfer_service),
+    Builtin(
+        Registration(
+            type=PluginType.GRPC,
+            id="transfer",
+            requires=(*_META_GC, PluginType.STREAMING, PluginType.SERVICE),
+            init=_init_transfer_service,
+        ),
+        TransferConfig,
+    ),
     Builtin(
         Registration(type=PluginType.RUNTIME, id="task", requires=(PluginType.EVENT,), init=_init_task_manager),
         TaskRuntimeConfig,

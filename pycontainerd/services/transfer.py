@@ -15,6 +15,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -124,8 +125,12 @@ def _credentials(
 
 
 class TransferService(pb_grpc.TransferServicer):
-    def __init__(self, db: DB, streams: Manager, default_snapshotter: str = "overlayfs") -> None:
+    def __init__(
+        self, db: DB, streams: Manager, default_snapshotter: str = "overlayfs", hosts: HostOptions | None = None
+    ) -> None:
+        """``hosts``: the timeouts and retries every registry gets (the rest comes with each request)."""
         self._default_snapshotter = default_snapshotter
+        self._hosts = hosts or HostOptions()
         self._db = db
         self._streams = streams
 
@@ -140,7 +145,9 @@ class TransferService(pb_grpc.TransferServicer):
             credentials = _credentials(loop, self._streams.get(namespace, src.auth_stream), reference)
         if src.default_scheme not in ("", "http", "https"):
             raise InvalidArgument(f"default_scheme {src.default_scheme!r}: want http or https")
-        hosts = HostOptions(plain_http=src.default_scheme == "http", headers=dict(src.headers), hosts_dir=src.host_dir)
+        hosts = replace(
+            self._hosts, plain_http=src.default_scheme == "http", headers=dict(src.headers), hosts_dir=src.host_dir
+        )
         return DockerResolver(hosts, credentials=credentials)
 
     async def Transfer(self, request: pb.TransferRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:

@@ -40,6 +40,9 @@ def _pull(ref: Reference) -> list[str]:
     return [f"repository:{ref.path}:pull"]
 
 
+Reopen = Callable[[int], Any]
+
+
 class _Response:
     """A streamed response body as a :class:`~pycontainerd.remotes.ReadStream`.
 
@@ -47,19 +50,46 @@ class _Response:
     the caller's buffer (no copies, no per-chunk Python work beyond one
     call); a connection is returned to the pool only when its body was read
     to the end, and closed otherwise.
+
+    When the connection breaks, the body ends early or stalls for the
+    timeout, a stream that can ``reopen`` asks again from the first byte not
+    yet delivered (an HTTP Range request; a registry that ignores it sends
+    the whole body and the bytes already delivered are skipped).  Up to
+    ``retries`` failures in a row without a byte of progress are tried
+    again; the next one is the error.
     """
 
-    def __init__(self, resp: Any, what: str, host: str, timeout: float) -> None:
-        """``resp`` None: an empty body."""
+    def __init__(
+        self,
+        resp: Any,
+        what: str,
+        host: str,
+        timeout: float,
+        *,
+        reopen: Reopen | None = None,
+        retries: int = 0,
+        offset: int = 0,
+    ) -> None:
+        """``resp`` None: an empty body.  ``offset``: where in the blob ``resp``'s body starts."""
         self._resp = resp
         self._what = what
         self._host = host
         self._timeout = timeout
-        self._raw = None
+        self._reopen = reopen
+        self._retries = retries
+        self._pos = offset  # the blob's offset of the next byte to deliver
+        self._fails = 0  # failures since the last byte of progress
+        self._tries = 1
+        self._aborted = False
+        self._raw: Any = None
         self._done = resp is None
         if resp is not None:
-            coding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
-            self._raw = resp._fp if coding == "identity" and resp._fp is not None else None
+            self._raw = self._raw_of(resp)
+
+    @staticmethod
+    def _raw_of(resp: Any) -> Any:
+        coding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+        return resp._fp if coding == "identity" and resp._fp is not None else None
 
     def read(self, n: int = -1) -> bytes:
         if n < 0:
@@ -73,6 +103,23 @@ class _Response:
         return bytes(buf)
 
     def readinto(self, buf: bytearray | memoryview) -> int:
+        while True:
+            try:
+                n = self._readinto(buf)
+            except (Unavailable, DeadlineExceeded) as e:
+                if self._aborted or self._raw is None or self._reopen is None or self._fails >= self._retries:
+                    if self._tries > 1:
+                        raise type(e)(f"{e} (after {self._tries} tries)") from None
+                    raise
+                self._fails += 1
+                self._resume()
+                continue
+            if n:
+                self._fails = 0
+                self._pos += n
+            return n
+
+    def _readinto(self, buf: bytearray | memoryview) -> int:
         if self._done or not len(buf):
             return 0
         try:
@@ -93,6 +140,31 @@ class _Response:
             self._done = True
         return n
 
+    def _resume(self) -> None:
+        """Drop the broken connection and ask again from ``self._pos``."""
+        assert self._reopen is not None
+        old, self._resp, self._raw = self._resp, None, None
+        with contextlib.suppress(Exception):
+            old.close()
+            old.release_conn()
+        self._tries += 1
+        try:
+            resp = self._reopen(self._pos)
+        except (Unavailable, DeadlineExceeded):
+            self._done = True
+            raise
+        self._resp, self._raw = resp, self._raw_of(resp)
+        if self._raw is None:
+            self._done = True
+            raise Unavailable(f"{self._what}: {self._host} sent the rest of the body with a content coding")
+        if resp.status == 200 and self._pos:  # no range support: skip what was delivered already
+            left, scratch = self._pos, memoryview(bytearray(min(self._pos, 1 << 20)))
+            while left > 0:
+                got = self._readinto(scratch[: min(left, len(scratch))])
+                if not got:
+                    raise Unavailable(f"{self._what}: {self._host} sent less than the {self._pos} bytes already held")
+                left -= got
+
     def _error(self, e: Exception) -> Exception:
         if isinstance(e, TimeoutError | ReadTimeoutError) or "timed out" in str(e).lower():
             return DeadlineExceeded(f"{self._what}: {self._host} stopped sending for {self._timeout:g} s")
@@ -101,6 +173,7 @@ class _Response:
     def abort(self) -> None:
         # shutdown() wakes a recv blocked in another thread, where close() would not; the base class's,
         # because a TLS socket's own would drop its SSL object under the reader.
+        self._aborted = True
         sock = getattr(getattr(self._resp, "connection", None), "sock", None)
         if isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
@@ -137,26 +210,34 @@ class _Fetcher:
         document = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type) or mt.is_schema1(desc.media_type)
         kind = "manifests" if document else "blobs"
         url = f"{s.base(ref.domain)}{ref.path}/{kind}/{desc.digest}"
-        headers = {"Accept": f"{desc.media_type}, {_ACCEPT}" if document else "*/*"}
-        if offset > 0:
-            headers["Range"] = f"bytes={offset}-"
-        resp = s.request("GET", url, host=ref.domain, scopes=_pull(ref), headers=headers, stream=True, what=what)
-        if resp.status == 404:
-            resp.release_conn()
-            raise NotFound(f"{what}: not found on {ref.domain}")
-        if resp.status == 416:
-            resp.release_conn()
-            raise OutOfRange(f"{what}: {ref.domain} cannot send from offset {offset}")
-        if resp.status not in (200, 206):
-            raise fail(resp, what, ref.domain)
-        stream = _Response(resp, what, ref.domain, s.options(ref.domain).timeout)
-        if offset > 0 and resp.status == 200:  # no range support: skip what we have
-            left, scratch = offset, memoryview(bytearray(min(offset, 1 << 20)))
+        accept = {"Accept": f"{desc.media_type}, {_ACCEPT}" if document else "*/*"}
+
+        def open_at(at: int) -> Any:
+            headers = {**accept, "Range": f"bytes={at}-"} if at > 0 else accept
+            resp = s.request("GET", url, host=ref.domain, scopes=_pull(ref), headers=headers, stream=True, what=what)
+            if resp.status == 404:
+                resp.release_conn()
+                raise NotFound(f"{what}: not found on {ref.domain}")
+            if resp.status == 416:
+                resp.release_conn()
+                raise OutOfRange(f"{what}: {ref.domain} cannot send from offset {at}")
+            if resp.status not in (200, 206):
+                raise fail(resp, what, ref.domain)
+            return resp
+
+        resp = open_at(offset)
+        opts = s.options(ref.domain)
+        skip = offset if resp.status == 200 else 0  # no range support: skip what we have
+        stream = _Response(
+            resp, what, ref.domain, opts.timeout, reopen=open_at, retries=opts.retries, offset=offset - skip
+        )
+        if skip:
+            left, scratch = skip, memoryview(bytearray(min(skip, 1 << 20)))
             while left > 0:
                 got = stream.readinto(scratch[: min(left, len(scratch))])
                 if not got:
                     stream.close()
-                    raise Unavailable(f"{what}: {ref.domain} sent less than the {offset} bytes already held")
+                    raise Unavailable(f"{what}: {ref.domain} sent less than the {skip} bytes already held")
                 left -= got
         return stream
 

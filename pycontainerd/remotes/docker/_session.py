@@ -6,7 +6,11 @@ token fetched from the challenge's realm) and repeats the request once.
 Tokens are cached per host and scope until they expire, so parallel layer
 fetches share one.  Idempotent requests that fail with a connection error,
 a timeout or a 5xx answer are retried a bounded number of times with
-backoff; the rest fail at once, with the registry's own error message.
+backoff; the rest fail at once, with the registry's own error message.  A
+429 Too Many Requests is retried after the wait its ``Retry-After`` header
+asks for (seconds or an HTTP date, capped at ``max_retry_after``), or with
+backoff when it names none.  A host name that does not resolve is not
+retried: DNS has answered, and asking again would only delay the error.
 """
 
 from __future__ import annotations
@@ -19,11 +23,20 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
-from urllib3.exceptions import HTTPError, InsecureRequestWarning, NewConnectionError, SSLError, TimeoutError
+from urllib3.exceptions import (
+    HTTPError,
+    InsecureRequestWarning,
+    NameResolutionError,
+    NewConnectionError,
+    SSLError,
+    TimeoutError,
+)
 
 from ...errors import (
     ContainerdError,
@@ -37,7 +50,16 @@ from ...errors import (
 from ._challenge import Challenge, parse_challenges
 from ._hosts import host_config
 
-__all__ = ["Credentials", "HostOptions", "HostsFn", "Session", "endpoint", "is_local", "registry_error"]
+__all__ = [
+    "Credentials",
+    "HostOptions",
+    "HostsFn",
+    "Session",
+    "endpoint",
+    "is_local",
+    "registry_error",
+    "retry_after",
+]
 
 Credentials = Callable[[str], tuple[str, str] | None]
 USER_AGENT = "pycontainerd/0.1"
@@ -55,7 +77,9 @@ class HostOptions:
     hosts_dir: str = ""  # per-host CAs, skip_verify and headers (containerd's certs.d layout)
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 30.0  # connect and per-read, seconds
+    dial_timeout: float = 0.0  # connect only, when set (containerd's hosts.toml ``dial_timeout``)
     retries: int = 3  # further tries of an idempotent request after a 5xx or a connection failure
+    max_retry_after: float = 30.0  # the longest wait a 429's Retry-After may impose, seconds
     chunk_size: int = 16 << 20  # uploads above this go in chunks of this size
 
     def scheme(self, host: str) -> str:
@@ -104,6 +128,22 @@ def endpoint(host: str, plain_http: bool, tls_configured: bool, scheme: str = ""
 def registry_host(domain: str) -> str:
     """Where a reference's domain is served: Docker Hub's API lives on another name."""
     return "registry-1.docker.io" if domain in ("docker.io", "index.docker.io") else domain
+
+
+def retry_after(value: str, now: datetime | None = None) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (RFC 9110: delay-seconds or an HTTP date); None if unusable."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return float(int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 def registry_error(resp: Any) -> str:
@@ -198,6 +238,8 @@ class Session:
         if self._retries_override is not None:
             opts = replace(opts, retries=self._retries_override)
         extra = host_config(opts.hosts_dir, host)
+        if extra.dial_timeout is not None:
+            opts = replace(opts, dial_timeout=extra.dial_timeout)
         skip = opts.skip_verify if extra.skip_verify is None else extra.skip_verify
         context = ssl.create_default_context()
         if skip:
@@ -310,7 +352,8 @@ class Session:
 
     @staticmethod
     def _timeout(h: _Host) -> urllib3.Timeout:
-        return urllib3.Timeout(connect=h.options.timeout, read=h.options.timeout)
+        o = h.options
+        return urllib3.Timeout(connect=o.dial_timeout or o.timeout, read=o.timeout)
 
     def request(
         self,
@@ -354,6 +397,10 @@ class Session:
                         self._fall_back(h)
                         continue
                     raise Unavailable(f"{what}: TLS with {h.netloc} failed: {_reason(e)}") from None
+                if isinstance(cause, NameResolutionError) or isinstance(e, NameResolutionError):
+                    raise Unavailable(
+                        f"{what}: cannot resolve the registry host {h.netloc}: {_dns_reason(e)}"
+                    ) from None
                 attempt += 1
                 if attempt < attempts:
                     self._backoff(attempt)
@@ -375,7 +422,17 @@ class Session:
             if resp.status == 403:
                 _drain(resp)
                 raise PermissionDenied(f"{what}: {h.netloc} denied access ({registry_error(resp)})")
-            if (resp.status >= 500 or resp.status == 429) and attempt + 1 < attempts:
+            if resp.status == 429 and attempt < h.options.retries:
+                # The request was refused, not processed: any method may be sent again.
+                attempt += 1
+                wait = retry_after(resp.headers.get("Retry-After", ""))
+                _drain(resp)
+                if wait is None:
+                    self._backoff(attempt)
+                else:
+                    time.sleep(min(wait, h.options.max_retry_after))
+                continue
+            if resp.status >= 500 and attempt + 1 < attempts:
                 attempt += 1
                 _drain(resp)
                 self._backoff(attempt)
@@ -407,6 +464,13 @@ def _drain(resp: Any) -> None:
         resp.release_conn()
 
 
+def _dns_reason(e: Exception) -> str:
+    """What the resolver said, without urllib3's wrapping (``Failed to resolve 'x' ([Errno -2] Name or ...)``)."""
+    text = _reason(e)
+    inner = text.rsplit("(", 1)[-1].rstrip(")") if "(" in text else text
+    return inner.split("] ", 1)[-1] if "] " in inner else inner
+
+
 def _reason(e: Exception) -> str:
     inner = getattr(e, "reason", None)
     text = str(inner or e)
@@ -418,4 +482,6 @@ def fail(resp: Any, what: str, host: str) -> ContainerdError:
     _drain(resp)
     if resp.status >= 500:
         return Unavailable(f"{what}: {host} answered {registry_error(resp)}")
+    if resp.status == 429:
+        return Unavailable(f"{what}: {host} kept answering 429 Too Many Requests ({registry_error(resp)})")
     return Unknown(f"{what}: unexpected answer from {host}: {registry_error(resp)}")
