@@ -60,7 +60,9 @@ def _plain(details: str | None) -> str | None:
     m = _CONNECT.search(details or "")
     if m is None:
         return details
-    return f"cannot connect to {m['addr']}: {m['why'].strip()} (is the daemon running?)"
+    why = m["why"].strip()
+    hint = "does this user have the socket's group?" if "denied" in why.lower() else "is the daemon running?"
+    return f"cannot connect to {m['addr']}: {why} ({hint})"
 
 
 @contextlib.contextmanager
