@@ -104,7 +104,11 @@ class Server:
 
     def lock(self) -> None:
         """Take the root for this process; raises RootLocked naming the holder's pid."""
-        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        # Only root may enter the root, as containerd's: blobs (0444) and snapshots
+        # must not be readable by users who merely know or guess their names.
+        # The chmod also narrows a root made by an older pycontainerd (0711).
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
