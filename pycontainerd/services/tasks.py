@@ -20,7 +20,7 @@ from ..api.services.tasks.v1 import tasks_pb2 as pb
 from ..api.services.tasks.v1 import tasks_pb2_grpc as pb_grpc
 from ..api.types import metrics_pb2
 from ..api.types.task import task_pb2
-from ..errors import InvalidArgument, NotFound, quote
+from ..errors import InvalidArgument, NotFound, Unavailable, quote
 from ..metadata import DB
 from ..tasks import IO, Exit, Process
 from ..tasks.manager import Task, TaskManager
@@ -189,5 +189,9 @@ class TasksService(pb_grpc.TasksServicer):
 
     async def Wait(self, request: pb.WaitRequest, context: grpc.aio.ServicerContext) -> pb.WaitResponse:
         task = self._task(context, request.container_id)
-        e = await task.shim.wait(request.exec_id)
+        try:
+            e = await task.shim.wait(request.exec_id)
+        except Unavailable:
+            # The shim died under the wait: its processes were killed with it; tell how once that is cleaned up.
+            e = await self._tasks.ended(task)
         return pb.WaitResponse(exit_status=e.status, exited_at=_exit_ts(e))

@@ -32,7 +32,7 @@ from ..api.convert import mount_to_pb
 from ..api.events import task_pb2 as ev
 from ..api.runtime.runc.options import oci_pb2 as runc_pb
 from ..containers import Container, TypedValue
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable, quote
 from ..events import Publisher
 from ..identifiers import validate
 from ..mount import Mount
@@ -136,6 +136,8 @@ class Task:
     pid: int = 0
     deleted: bool = False
     forwarder: asyncio.Task[None] | None = field(default=None, repr=False)
+    ended: asyncio.Future[Exit] = field(default_factory=lambda: asyncio.get_running_loop().create_future(), repr=False)
+    """Set once the task's shim was lost and cleaned up after: how the task ended (killed, 137)."""
 
 
 @dataclass(frozen=True)
@@ -304,13 +306,24 @@ class TaskManager:
                 self._tasks[(namespace, id)] = task
                 task.forwarder = asyncio.create_task(self._forward(task))
 
-    async def _clean_dead(self, namespace: str, id: str, bundle: Path, runtime_root: str) -> None:
+    async def ended(self, task: Task, timeout: float = 30.0) -> Exit:
+        """How a task whose shim was lost ended, once the cleanup after it is done.
+
+        Raises Unavailable when the shim is not being cleaned up after (it is
+        alive, or the cleanup failed) within ``timeout``.
+        """
+        try:
+            return await asyncio.wait_for(asyncio.shield(task.ended), timeout)
+        except TimeoutError:
+            raise Unavailable(f"task {quote(task.id)}: its shim is unreachable") from None
+
+    async def _clean_dead(self, namespace: str, id: str, bundle: Path, runtime_root: str) -> Exit | None:
         """What containerd does when a shim is gone: force-delete the container, report it killed and deleted."""
         try:
             exit_ = await self._launcher.cleanup(bundle, runtime_root)
         except Exception as e:
             log.error("task %s/%s: cleanup failed: %s", namespace, id, e)
-            return
+            return None
         shutil.rmtree(bundle, ignore_errors=True)
         when = _ts(exit_)
         self._publish(
@@ -323,6 +336,7 @@ class TaskManager:
             "/tasks/delete",
             ev.TaskDelete(container_id=id, id=id, pid=exit_.pid, exit_status=exit_.status, exited_at=when),
         )
+        return exit_
 
     async def startup(self) -> None:
         """The daemon's start-up hook: find the shims of the last run."""
@@ -351,7 +365,12 @@ class TaskManager:
                     return
                 del self._tasks[(task.namespace, task.id)]
             task.deleted = True
-            await self._clean_dead(task.namespace, task.id, task.bundle, task.runtime_root)
+            exit_ = await self._clean_dead(task.namespace, task.id, task.bundle, task.runtime_root)
+            if exit_ is None:
+                task.ended.set_exception(Unavailable(f"task {quote(task.id)}: its shim died and cleanup failed"))
+                task.ended.exception()  # retrieved: nobody may be waiting
+            else:
+                task.ended.set_result(exit_)
 
     def _publish(self, namespace: str, topic: str, event: Message) -> None:
         try:
