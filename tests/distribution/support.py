@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pycontainerd.client import Client
 from tests.fixtures.daemon import PycontainerdDaemon
 from tests.fixtures.registry import PASSWORD, USER, Registry
 from tests.ocibuild import Image, MultiImage, busybox_files, image, oci_layout_dir
@@ -73,3 +74,12 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1, r.stderr
     assert "Traceback" not in r.stderr
     return lines[0]
+
+
+def assert_clean(address: str, namespace: str = "default") -> None:
+    """No image, and after a collection (which takes what a failed pull's lease held) no ingest and no blob."""
+    with Client(address, namespace=namespace) as c:
+        assert c.images.list() == []
+        c.leases.delete(c.leases.create("gc-now").id, sync=True)
+        assert c.content.list_statuses() == []
+        assert list(c.content.walk()) == []

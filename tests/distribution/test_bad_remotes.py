@@ -18,16 +18,7 @@ from tests.fixtures.daemon import PycontainerdDaemon
 from tests.fixtures.registry import Registry
 from tests.ocibuild import busybox_files, image
 
-from .support import one_line_error, pyctr, seed
-
-
-def assert_clean(address: str) -> None:
-    """No image, no ingest, and (after a collection) no blob."""
-    with Client(address) as c:
-        assert c.images.list() == []
-        assert c.content.list_statuses() == []
-        c.leases.delete(c.leases.create("gc-now").id, sync=True)
-        assert list(c.content.walk()) == []
+from .support import assert_clean, one_line_error, pyctr, seed
 
 
 def test_missing_tag_and_retries(

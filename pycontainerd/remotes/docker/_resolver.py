@@ -124,7 +124,7 @@ class _Response:
             return 0
         try:
             if self._raw is not None:
-                n: int = self._raw.readinto(buf)
+                n: int = self._read_some(self._raw, buf)
                 if not n and (self._raw.length or 0) > 0:
                     raise Unavailable(f"{self._what}: {self._host} closed the connection before the end of the body")
                 if self._raw.isclosed():  # the whole body is in: the connection can serve the next request
@@ -138,6 +138,31 @@ class _Response:
             raise self._error(e) from None
         if not n:
             self._done = True
+        return n
+
+    @staticmethod
+    def _read_some(raw: Any, buf: bytearray | memoryview) -> int:
+        """What one receive brings, straight into ``buf``.
+
+        ``HTTPResponse.readinto`` fills the whole buffer with as many receives
+        as it takes, and when the connection breaks half-way the bytes it had
+        are lost with the count; one receive at a time keeps every byte that
+        arrived, so a resumed fetch starts after them.  Bodies of a known
+        length only (http.client's own bookkeeping is kept: ``length``, and the
+        connection closed at the end); chunked ones go through http.client.
+        """
+        fp = raw.fp
+        if fp is None or raw.chunked or raw.length is None or not hasattr(fp, "readinto1"):
+            return int(raw.readinto(buf))
+        want = min(len(buf), raw.length)
+        if not want:
+            raw._close_conn()
+            return 0
+        n = int(fp.readinto1(memoryview(buf)[:want]))
+        if n:
+            raw.length -= n
+            if not raw.length:
+                raw._close_conn()  # as HTTPResponse.readinto does at the end of a body
         return n
 
     def _resume(self) -> None:
