@@ -31,6 +31,7 @@ _GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("_tasks", "register", ("tasks", "t", "task")),
     ("_events", "register", ("events",)),
     ("_run", "register_run", ("run",)),
+    ("_check", "register", ("check",)),
 )
 
 GLOBAL_VALUE_OPTIONS = ("-a", "--address", "-n", "--namespace", "--snapshotter", "--timeout")

@@ -105,11 +105,11 @@ class LocalStore:
             self._ingests.mkdir(mode=0o755, exist_ok=True)
         except OSError as exc:
             raise from_oserror(exc, f"create content store at {self.root}") from exc
-        self._remove_stale_tmp()
+        self.remove_stale_tmp()
 
-    def _remove_stale_tmp(self) -> None:
-        """Ingests half-made by a killed process; old ones only, another process may be building one."""
-        cutoff = time.time() - _STALE_TMP_SECONDS
+    def remove_stale_tmp(self, older_than: float = _STALE_TMP_SECONDS) -> None:
+        """Ingests half-made by a killed process; old ones only, unless the caller knows no other process writes here."""
+        cutoff = time.time() - older_than
         with contextlib.suppress(OSError), os.scandir(self._ingests) as entries:
             for e in entries:
                 if e.name.startswith(TMP_PREFIX) and e.stat(follow_symlinks=False).st_mtime < cutoff:

@@ -90,83 +90,34 @@ def parse_expiry(value: str) -> datetime | None:
 
 
 def collect(db: DB) -> GCStats:
+    """Mark and sweep: the records first, in one transaction, then the backends, all under the database lock.
+
+    The records' deletions commit before anything leaves a backend, so a
+    crash in between leaves backend objects no record names (the next
+    collection removes them), never a record naming what is gone.  Holding
+    the lock throughout keeps commits out until the sweep is done.
+    """
     start = time.monotonic()
     now = datetime.now().astimezone()
-    with db.lock, db.write() as conn:
-        labels_of: dict[tuple[str, str], dict[str, str]] = {}
-        roots: list[Node] = []
-        flat: set[Node] = set()
-        for ns, digest, labels in conn.execute("SELECT namespace, digest, labels FROM content"):
-            lab = load_labels(labels)
-            labels_of[(ns, digest)] = lab
-            if LABEL_ROOT in lab:
-                roots.append(("content", ns, digest))
-        roots += [("content", ns, d) for ns, d in conn.execute("SELECT namespace, digest FROM images")]
-        for ns, snapshotter, key, labels in conn.execute(
-            "SELECT namespace, snapshotter, snapshot_key, labels FROM containers"
-        ):
-            if snapshotter and key:
-                roots.append(("snapshots/" + snapshotter, ns, key))
-            roots.extend(references(ns, load_labels(labels)))
+    with db.lock:
+        stale_ingests = _ingests_without_data(db)
+        with db.write() as conn:
+            conn.executemany("DELETE FROM ingests WHERE namespace = ? AND ref = ?", stale_ingests)
+            conn.executemany(
+                "DELETE FROM lease_resources WHERE namespace = ? AND type = 'ingests' AND id = ?", stale_ingests
+            )
+            dead_content, _, expired, snap_rows, dead_snaps = _sweep_records(conn, now)
+            kept_blobs = {d for (d,) in conn.execute("SELECT DISTINCT digest FROM content")}
+            kept_ingests = {r for (r,) in conn.execute("SELECT backend_ref FROM ingests")}
+        # Readers' caches are told at once: what was removed must not be answered from them while disk is reclaimed.
+        for ns in {ns for ns, _ in dead_content}:
+            db.bump("content", ns)
+        gone = set(dead_snaps)
+        for node in snap_rows:
+            if snap_rows[node][0] in gone:
+                db.bump("snapshots", node[1])
 
-        expired: list[tuple[str, str]] = []
-        for ns, lease, labels in conn.execute("SELECT namespace, id, labels FROM leases"):
-            lab = load_labels(labels)
-            when = parse_expiry(lab[LABEL_EXPIRE]) if LABEL_EXPIRE in lab else None
-            if when is not None and when <= now:
-                expired.append((ns, lease))
-                continue
-            held = [
-                (t, ns, i)
-                for t, i in conn.execute(
-                    "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ?", (ns, lease)
-                )
-            ]
-            (flat.update if LABEL_FLAT in lab else roots.extend)(held)
-        roots += [
-            ("ingests", ns, ref) for ns, ref in conn.execute("SELECT namespace, ref FROM ingests WHERE leased = 0")
-        ]
-
-        snap_rows: dict[Node, tuple[int, str, dict[str, str]]] = {}
-        for sid, ns, snapshotter, key, parent, labels in conn.execute(
-            "SELECT id, namespace, snapshotter, key, parent, labels FROM snapshots"
-        ):
-            node = ("snapshots/" + snapshotter, ns, key)
-            lab = load_labels(labels)
-            snap_rows[node] = (sid, parent, lab)
-            if LABEL_ROOT in lab:
-                roots.append(node)
-
-        def refs(node: Node) -> Iterable[Node]:
-            if node[0] == "content":
-                return references(node[1], labels_of.get((node[1], node[2]), {}))
-            row = snap_rows.get(node)
-            if row is None:
-                return ()
-            out = list(references(node[1], row[2]))
-            if row[1]:
-                out.append((node[0], node[1], row[1]))
-            return out
-
-        live = mark(roots, refs) | flat
-
-        for ns, lease in expired:
-            conn.execute("DELETE FROM leases WHERE namespace = ? AND id = ?", (ns, lease))
-            conn.execute("DELETE FROM lease_resources WHERE namespace = ? AND lease = ?", (ns, lease))
-        dead_content = [(ns, d) for ns, d in labels_of if ("content", ns, d) not in live]
-        conn.executemany("DELETE FROM content WHERE namespace = ? AND digest = ?", dead_content)
-        dead_ingests = [
-            (ns, ref, backend_ref)
-            for ns, ref, backend_ref in conn.execute("SELECT namespace, ref, backend_ref FROM ingests")
-            if ("ingests", ns, ref) not in live
-        ]
-        conn.executemany("DELETE FROM ingests WHERE namespace = ? AND ref = ?", [(n, r) for n, r, _ in dead_ingests])
-        dead_snaps = [row[0] for node, row in snap_rows.items() if node not in live]
-        conn.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in dead_snaps])
-        kept_blobs = {d for (d,) in conn.execute("SELECT DISTINCT digest FROM content")}
-        kept_ingests = {r for (r,) in conn.execute("SELECT backend_ref FROM ingests")}
-
-        # The backend is swept under the same lock: nothing can commit meanwhile.
+        # The backends are swept under the same lock: nothing can commit meanwhile.
         blobs_removed = 0
         for info in list(db.backend.walk()):
             if info.digest not in kept_blobs:
@@ -183,14 +134,8 @@ def collect(db: DB) -> GCStats:
                     ingests_removed += 1
                 except ContainerdError as e:
                     log.warning("gc: could not remove ingest %s: %s", st.ref, e)
-        snapshots_removed, to_clean = _sweep_snapshots(db, conn)
-    # Readers' caches are told at once: what was removed must not be answered from them while disk is reclaimed.
-    for ns in {ns for ns, _ in dead_content}:
-        db.bump("content", ns)
-    gone = set(dead_snaps)
-    for node in snap_rows:
-        if snap_rows[node][0] in gone:
-            db.bump("snapshots", node[1])
+        with db.read() as conn:
+            snapshots_removed, to_clean = _sweep_snapshots(db, conn)
     # Reclaiming disk can take long (a removed image's whole tree); the lock is not held meanwhile.
     for name in to_clean:
         try:
@@ -200,7 +145,7 @@ def collect(db: DB) -> GCStats:
     stats = GCStats(
         content_removed=len(dead_content),
         blobs_removed=blobs_removed,
-        ingests_removed=ingests_removed,
+        ingests_removed=ingests_removed + len(stale_ingests),
         leases_removed=len(expired),
         snapshots_removed=snapshots_removed,
         duration=time.monotonic() - start,
@@ -210,6 +155,99 @@ def collect(db: DB) -> GCStats:
     ):
         log.info("gc: %s", stats)
     return stats
+
+
+def _ingests_without_data(db: DB) -> list[tuple[str, str]]:
+    """Ingest records whose backend ingest is gone: committed or removed by a process killed before its record went.
+
+    Called under the database lock, so no ingest is being opened meanwhile
+    (a writer creates its record and its backend ingest in one transaction).
+    """
+    present = {st.ref for st in db.backend.list_statuses()}
+    with db.read() as conn:
+        rows = conn.execute("SELECT namespace, ref, backend_ref FROM ingests").fetchall()
+    return [(ns, ref) for ns, ref, backend_ref in rows if backend_ref not in present]
+
+
+def _sweep_records(
+    conn: sqlite3.Connection, now: datetime
+) -> tuple[
+    list[tuple[str, str]],
+    list[tuple[str, str, str]],
+    list[tuple[str, str]],
+    dict[Node, tuple[int, str, dict[str, str]]],
+    list[int],
+]:
+    """Mark from the roots and delete every record not reached; returns what was deleted."""
+    labels_of: dict[tuple[str, str], dict[str, str]] = {}
+    roots: list[Node] = []
+    flat: set[Node] = set()
+    for ns, digest, labels in conn.execute("SELECT namespace, digest, labels FROM content"):
+        lab = load_labels(labels)
+        labels_of[(ns, digest)] = lab
+        if LABEL_ROOT in lab:
+            roots.append(("content", ns, digest))
+    roots += [("content", ns, d) for ns, d in conn.execute("SELECT namespace, digest FROM images")]
+    for ns, snapshotter, key, labels in conn.execute(
+        "SELECT namespace, snapshotter, snapshot_key, labels FROM containers"
+    ):
+        if snapshotter and key:
+            roots.append(("snapshots/" + snapshotter, ns, key))
+        roots.extend(references(ns, load_labels(labels)))
+
+    expired: list[tuple[str, str]] = []
+    for ns, lease, labels in conn.execute("SELECT namespace, id, labels FROM leases"):
+        lab = load_labels(labels)
+        when = parse_expiry(lab[LABEL_EXPIRE]) if LABEL_EXPIRE in lab else None
+        if when is not None and when <= now:
+            expired.append((ns, lease))
+            continue
+        held = [
+            (t, ns, i)
+            for t, i in conn.execute(
+                "SELECT type, id FROM lease_resources WHERE namespace = ? AND lease = ?", (ns, lease)
+            )
+        ]
+        (flat.update if LABEL_FLAT in lab else roots.extend)(held)
+    roots += [("ingests", ns, ref) for ns, ref in conn.execute("SELECT namespace, ref FROM ingests WHERE leased = 0")]
+
+    snap_rows: dict[Node, tuple[int, str, dict[str, str]]] = {}
+    for sid, ns, snapshotter, key, parent, labels in conn.execute(
+        "SELECT id, namespace, snapshotter, key, parent, labels FROM snapshots"
+    ):
+        node = ("snapshots/" + snapshotter, ns, key)
+        lab = load_labels(labels)
+        snap_rows[node] = (sid, parent, lab)
+        if LABEL_ROOT in lab:
+            roots.append(node)
+
+    def refs(node: Node) -> Iterable[Node]:
+        if node[0] == "content":
+            return references(node[1], labels_of.get((node[1], node[2]), {}))
+        row = snap_rows.get(node)
+        if row is None:
+            return ()
+        out = list(references(node[1], row[2]))
+        if row[1]:
+            out.append((node[0], node[1], row[1]))
+        return out
+
+    live = mark(roots, refs) | flat
+
+    for ns, lease in expired:
+        conn.execute("DELETE FROM leases WHERE namespace = ? AND id = ?", (ns, lease))
+        conn.execute("DELETE FROM lease_resources WHERE namespace = ? AND lease = ?", (ns, lease))
+    dead_content = [(ns, d) for ns, d in labels_of if ("content", ns, d) not in live]
+    conn.executemany("DELETE FROM content WHERE namespace = ? AND digest = ?", dead_content)
+    dead_ingests = [
+        (ns, ref, backend_ref)
+        for ns, ref, backend_ref in conn.execute("SELECT namespace, ref, backend_ref FROM ingests")
+        if ("ingests", ns, ref) not in live
+    ]
+    conn.executemany("DELETE FROM ingests WHERE namespace = ? AND ref = ?", [(n, r) for n, r, _ in dead_ingests])
+    dead_snaps = [row[0] for node, row in snap_rows.items() if node not in live]
+    conn.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in dead_snaps])
+    return dead_content, dead_ingests, expired, snap_rows, dead_snaps
 
 
 def _depth(infos: Mapping[str, Info], key: str) -> int:
@@ -266,7 +304,11 @@ class Scheduler:
             self._cond.notify_all()
 
     def start(self) -> None:
+        """Recover from a crash (see :mod:`._recover`), then collect in the background."""
         if self._thread is None:
+            from ._recover import recover
+
+            recover(self._db)
             self._thread = threading.Thread(target=self._loop, name="gc-scheduler", daemon=True)
             self._thread.start()
 

@@ -158,37 +158,55 @@ class SnapshotStore:
         )
 
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+        """Commit active ``key`` as ``name``: the record first, then the backend, under the database lock.
+
+        The record keeps its id, so the backend snapshot is ``<ns>/<id>/<key>``
+        before and ``<ns>/<id>/<name>`` after.  A crash between the two commits
+        leaves a committed record over an active backend snapshot of the same
+        id, which :func:`~pycontainerd.metadata.recover` finishes at start; a
+        backend that refuses puts the record back as it was.
+        """
         validate_key(name, "name")
         labels = labels or {}
         stored = dump_labels(labels)
         now = now_ns()
-        with self._db.write() as conn:
-            if self._exists(conn, name):
-                raise AlreadyExists(f"snapshot {quote(name)}: already exists")
-            row = self._row(conn, key)
-            if row[2] != Kind.ACTIVE:
-                raise FailedPrecondition(f"snapshot {quote(key)} is not active")
-            parent = row[3]
-            conn.execute("DELETE FROM snapshots WHERE id = ?", (row[0],))
-            cur = conn.execute(
-                "INSERT INTO snapshots (namespace, snapshotter, key, kind, parent, labels, created_ns, updated_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.namespace, self.name, name, int(Kind.COMMITTED), parent, stored, now, now),
-            )
-            assert cur.lastrowid is not None
-            add_to_lease(conn, self.namespace, self.lease, self._resource, name)
-            if self.lease is not None:
+        with self._db.lock:
+            with self._db.write() as conn:
+                if self._exists(conn, name):
+                    raise AlreadyExists(f"snapshot {quote(name)}: already exists")
+                row = self._row(conn, key)
+                if row[2] != Kind.ACTIVE:
+                    raise FailedPrecondition(f"snapshot {quote(key)} is not active")
                 conn.execute(
-                    "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
-                    (self.namespace, self.lease, self._resource, key),
+                    "UPDATE snapshots SET key = ?, kind = ?, labels = ?, created_ns = ?, updated_ns = ? WHERE id = ?",
+                    (name, int(Kind.COMMITTED), stored, now, now, row[0]),
                 )
-            self.backend.commit(
-                backend_key(self.namespace, cur.lastrowid, name),
-                backend_key(self.namespace, row[0], key),
-                inherited_labels(labels),
-            )
+                self._swap_lease(conn, key, name)
+            try:
+                self.backend.commit(
+                    backend_key(self.namespace, row[0], name),
+                    backend_key(self.namespace, row[0], key),
+                    inherited_labels(labels),
+                )
+            except BaseException:
+                with self._db.write() as conn:
+                    conn.execute(
+                        "UPDATE snapshots SET key = ?, kind = ?, labels = ?, created_ns = ?, updated_ns = ? "
+                        "WHERE id = ?",
+                        (key, int(Kind.ACTIVE), row[4], row[5], row[6], row[0]),
+                    )
+                    self._swap_lease(conn, name, key)
+                raise
         self._db.bump("snapshots", self.namespace)
         self._db.publish(self.namespace, "/snapshot/commit", ev.SnapshotCommit(key=key, name=name))
+
+    def _swap_lease(self, conn: sqlite3.Connection, old: str, new: str) -> None:
+        add_to_lease(conn, self.namespace, self.lease, self._resource, new)
+        if self.lease is not None:
+            conn.execute(
+                "DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?",
+                (self.namespace, self.lease, self._resource, old),
+            )
 
     def remove(self, key: str) -> None:
         with self._db.write() as conn:
