@@ -146,7 +146,7 @@ def test_a_spec_the_runtime_rejects(env: RuntimeEnv) -> None:
         )
         mounts = c.snapshotter("overlayfs").prepare("s1", top_snapshot())
         with pytest.raises(errors.Unknown) as caught:
-            c.tasks.create("s1", rootfs=mounts)  # type: ignore[arg-type]
+            c.tasks.create("s1", rootfs=mounts)
         assert "OCI runtime create failed" in str(caught.value) and "cwd" in str(caught.value).lower()
         with pytest.raises(errors.NotFound):
             c.tasks.get("s1")
@@ -201,7 +201,7 @@ def test_a_runtime_that_hangs_on_create(env: RuntimeEnv, tmp_path: Path) -> None
         )
         mounts = c.snapshotter("overlayfs").prepare("h3", top_snapshot())
         with pytest.raises(errors.DeadlineExceeded):
-            c.tasks.create("h3", rootfs=mounts)  # type: ignore[arg-type]
+            c.tasks.create("h3", rootfs=mounts)
         # The daemon was not held up meanwhile, and is still answering.
         assert c.version()[0]
     assert not any(_alive(int(p)) for p in marks.read_text().split())
