@@ -29,7 +29,8 @@ from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFoun
 from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
 from ..images import mediatypes as mt
-from ..images.manifest import MAX_MANIFEST_SIZE, parse_index
+from ..images.manifest import parse_index
+from ..limits import current, exceeded
 from ..reference import parse_normalized
 from ..transfer.progress import Progress, ProgressFunc, Throttle, discard, ref_key
 from .export import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION
@@ -37,7 +38,6 @@ from .export import IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION
 __all__ = ["ImportOptions", "import_archive"]
 
 COPY = 1 << 20
-MAX_JSON = 8 << 20  # manifest.json / a Docker config: generous, but bounded
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
@@ -83,10 +83,12 @@ class _Archive:
             raise NotFound(f"{name}: not a file in the archive")
         return f
 
-    def read(self, name: str, limit: int) -> bytes:
+    def read(self, name: str, key: str) -> bytes:
+        """A document of the archive, at most as large as the limit ``key`` allows."""
         m = self.member(name)
+        limit: int = getattr(current(), key)
         if m.size > limit:
-            raise InvalidArgument(f"{name}: {m.size} bytes, over the limit of {limit}")
+            raise exceeded(f"{name}: {m.size} bytes", key, limit)
         with self.open(name) as f:
             return f.read()
 
@@ -154,9 +156,10 @@ class _Importer:
             w.close()
 
     def document(self, desc: Descriptor, name: str) -> bytes:
-        if desc.size > MAX_MANIFEST_SIZE:
-            raise InvalidArgument(f"{desc.digest}: a {desc.size}-byte document is over the limit")
-        data = self.archive.read(name, MAX_MANIFEST_SIZE)
+        limit = current().max_manifest_size
+        if desc.size > limit:
+            raise exceeded(f"{desc.digest}: a {desc.size}-byte document", "max_manifest_size", limit)
+        data = self.archive.read(name, "max_manifest_size")
         algorithm, _, hex_ = desc.digest.partition(":")
         if len(data) != desc.size or hashlib.new(algorithm, data).hexdigest() != hex_:
             raise InvalidArgument(f"{name}: does not match its descriptor {desc.digest}")
@@ -201,7 +204,7 @@ def _name_for(annotations: Mapping[str, str], base_name: str) -> str:
 
 
 def _oci(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list[Image]:
-    raw = archive.read("index.json", MAX_MANIFEST_SIZE)
+    raw = archive.read("index.json", "max_manifest_size")
     index = parse_index(raw, mt.OCI_INDEX)
     imp = _Importer(archive, store, opts.progress)
     named: list[Image] = []
@@ -245,7 +248,7 @@ def _digest_member(archive: _Archive, name: str) -> Descriptor:
 
 def _docker(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list[Image]:
     try:
-        entries = json.loads(archive.read("manifest.json", MAX_JSON))
+        entries = json.loads(archive.read("manifest.json", "max_config_size"))
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"manifest.json: not JSON: {e}") from None
     if not isinstance(entries, list):
@@ -254,7 +257,7 @@ def _docker(archive: _Archive, store: ContentStore, opts: ImportOptions) -> list
     named: list[Image] = []
     for i, entry in enumerate(entries):
         config_name, layer_names, tags = _docker_entry(entry, i)
-        config_data = archive.read(config_name, MAX_JSON)
+        config_data = archive.read(config_name, "max_config_size")
         config_digest = "sha256:" + hashlib.sha256(config_data).hexdigest()
         config = Descriptor(mt.DOCKER_CONFIG, config_digest, len(config_data))
         layers = []

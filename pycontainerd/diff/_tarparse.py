@@ -20,7 +20,9 @@ Entries whose type carries no data (links, directories, devices, FIFOs)
 yield no data, whatever their size field says.
 
 Every failure is :class:`~pycontainerd.errors.InvalidArgument` with the
-entry's name when it is known.
+entry's name when it is known, or ResourceExhausted when the archive
+oversteps a :class:`~pycontainerd.limits.Limits` bound (extended headers or
+extended attributes of one entry, the number of entries).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..errors import InvalidArgument, quote
+from ..limits import Limits, current, exceeded
 
 __all__ = [
     "END",
@@ -47,7 +50,7 @@ __all__ = [
 ]
 
 BLOCK: Final = 512
-MAX_EXTENSION: Final = 1 << 20  # largest pax header or GNU long name body we read
+MAX_EXTENSION: Final = Limits.max_header_size  # the default bound on one entry's extended headers
 MAX_NAME: Final = 4096  # longest path or link target, in bytes (PATH_MAX)
 
 _ZERO_BLOCK: Final = bytes(BLOCK)
@@ -204,7 +207,13 @@ def _checked_name(raw: bytes, what: str, name: str) -> str:
 class TarParser:
     """The state machine; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        lim = limits or current()
+        self._max_header = lim.max_header_size
+        self._max_xattr = lim.max_xattr_size
+        self._max_entries = lim.max_entries
+        self._ext_total = 0  # bytes of extended headers read for the coming entry
+        self._entries = 0
         self._state = _State.HEADER
         self._chunk = memoryview(b"")
         self._pos = 0
@@ -326,9 +335,13 @@ class TarParser:
         if size < 0:
             raise InvalidArgument(f"tar entry {quote(name)}: negative size")
         if flag in (_PAX, _PAX_GLOBAL, _GNU_NAME, _GNU_LINK):
-            if size > MAX_EXTENSION:
-                raise InvalidArgument(
-                    f"tar entry {quote(name)}: extended header of {size} bytes is larger than {MAX_EXTENSION}"
+            # several headers may precede one entry: their sum is what is held in memory
+            self._ext_total += size
+            if self._ext_total > self._max_header:
+                raise exceeded(
+                    f"tar entry {quote(name)}: extended headers of {self._ext_total} bytes",
+                    "max_header_size",
+                    self._max_header,
                 )
             self._ext_type = flag
             self._ext_size = size
@@ -357,6 +370,10 @@ class TarParser:
             parse_pax_records(body, self._entry_name)  # global headers: checked, not applied
 
     def _entry(self, block: bytes, raw_name: bytes, etype: EntryType, size: int) -> TarEntry:
+        self._entries += 1
+        if self._entries > self._max_entries:
+            raise exceeded(f"tar: more than {self._max_entries} entries", "max_entries", self._max_entries)
+        self._ext_total = 0
         pax, self._pax = self._pax, {}
         long_name, self._long_name = self._long_name, None
         long_link, self._long_link = self._long_link, None
@@ -389,6 +406,14 @@ class TarParser:
             entry.atime_ns = _number(block[345:357], "atime", name) * 1_000_000_000
         if pax:
             self._apply_pax(entry, pax)
+            if entry.xattrs:
+                total = sum(len(k) + len(v) for k, v in entry.xattrs.items())
+                if total > self._max_xattr:
+                    raise exceeded(
+                        f"tar entry {quote(name)}: extended attributes of {total} bytes",
+                        "max_xattr_size",
+                        self._max_xattr,
+                    )
         if entry.uid < 0 or entry.gid < 0:
             raise InvalidArgument(f"tar entry {quote(name)}: negative uid or gid")
         if etype is not EntryType.REG:

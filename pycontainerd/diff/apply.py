@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, cast
 
 from ..errors import ContainerdError, FailedPrecondition, InvalidArgument, ResourceExhausted, quote
+from ..limits import RATIO_FLOOR, Limits, current, exceeded
 from ._fsroot import OPAQUE_XATTR, FsRoot, split_name
 from ._prefetch import Prefetcher
 from ._tarparse import NEED_DATA, EntryType, TarEntry, TarParser
@@ -476,6 +477,7 @@ def apply_layer(
     whiteouts: WhiteoutMode = WhiteoutMode.DELETE,
     parents: Sequence[Path] = (),
     expected_diff_id: str | None = None,
+    limits: Limits | None = None,
 ) -> ApplyResult:
     """Extract the layer blob ``layer`` into the directory ``root``; the diffID and sizes read.
 
@@ -483,8 +485,11 @@ def apply_layer(
     bytes when the type does not say.  Raises InvalidArgument for a damaged
     or hostile layer (naming the entry) and when the diffID is not
     ``expected_diff_id``; FailedPrecondition / ResourceExhausted when the
-    file system refuses a change.  On error the target is left part-applied.
+    file system refuses a change; ResourceExhausted when the layer oversteps
+    ``limits`` (default: the process's, :func:`pycontainerd.limits.current`).
+    On error the target is left part-applied: the caller removes it.
     """
+    lim = limits or current()
     compression = from_media_type(media_type)
     head = b""
     if compression is None:
@@ -497,7 +502,8 @@ def apply_layer(
     else:
         counted = _Counting(layer, head)
         source, first = decompressed_chunks(cast(BinaryIO, counted), compression), b""
-    parser = TarParser()
+    parser = TarParser(lim)
+    max_size, max_ratio, size = lim.max_layer_size, lim.max_ratio, 0
     with (
         FsRoot(root, parents, overlay=whiteouts is WhiteoutMode.OVERLAY) as fs,
         Prefetcher(source, first) as chunks,
@@ -505,6 +511,13 @@ def apply_layer(
         ex = _Extractor(fs, whiteouts)
         try:
             for chunk in chunks:
+                size += len(chunk)
+                if size > max_size:
+                    raise exceeded(f"layer: more than {max_size} bytes uncompressed", "max_layer_size", max_size)
+                if max_ratio and counted is not None and size > RATIO_FLOOR and size > max_ratio * counted.size:
+                    raise exceeded(
+                        f"layer: {size} bytes uncompressed from {counted.size} compressed", "max_ratio", max_ratio
+                    )
                 if parser.done:
                     continue  # the end blocks are behind us; the rest is only hashed
                 parser.feed(chunk)

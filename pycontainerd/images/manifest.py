@@ -17,6 +17,7 @@ from typing import Any
 from .. import platforms
 from ..content import validate_digest
 from ..errors import InvalidArgument, NotImplementedYet, quote
+from ..limits import Limits, current, exceeded
 from . import Descriptor
 from . import mediatypes as mt
 
@@ -32,11 +33,12 @@ __all__ = [
     "parse_manifest",
 ]
 
-# containerd's limit on manifests and indexes from a registry (remotes/docker.MaxManifestSize:
-# "4 * 1048 * 1048", so a little over 4 MiB); checked before a document is read whole.
-MAX_MANIFEST_SIZE = 4 * 1048 * 1048
-# containerd sets none for configs; ours keeps a hostile one from filling memory.
-MAX_CONFIG_SIZE = 16 << 20
+# The default bounds (pycontainerd.limits.Limits, configurable): containerd's limit on manifests and
+# indexes from a registry (remotes/docker.MaxManifestSize: "4 * 1048 * 1048", so a little over 4 MiB),
+# checked before a document is read whole; containerd sets none for configs, ours keeps a hostile one
+# from filling memory.  The parsers apply the limits in force (pycontainerd.limits.current()).
+MAX_MANIFEST_SIZE = Limits.max_manifest_size
+MAX_CONFIG_SIZE = Limits.max_config_size
 _MAX_SIZE = (1 << 63) - 1  # a Go int64, what every other implementation reads sizes into
 
 
@@ -91,9 +93,10 @@ def _check_text(doc: object, what: str) -> None:
             stack.extend(item)
 
 
-def _load(data: bytes, what: str, limit: int) -> dict[str, Any]:
+def _load(data: bytes, what: str, key: str) -> dict[str, Any]:
+    limit: int = getattr(current(), key)
     if len(data) > limit:
-        raise InvalidArgument(f"{what}: {len(data)} bytes is over the limit of {limit}")
+        raise exceeded(f"{what}: {len(data)} bytes", key, limit)
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -160,7 +163,7 @@ def _open(data: bytes, media_type: str, what: str, kind: str) -> tuple[dict[str,
     a_kind = "an index" if kind == "index" else "a manifest"
     if media_type and not wanted(media_type):
         raise InvalidArgument(f"{what}: {quote(media_type)} is not {a_kind} media type")
-    doc = _load(data, what, MAX_MANIFEST_SIZE)
+    doc = _load(data, what, "max_manifest_size")
     declared = doc.get("mediaType", "")
     if not isinstance(declared, str):
         raise InvalidArgument(f"{what}: mediaType must be a string")
@@ -210,7 +213,7 @@ def parse_manifest(data: bytes, media_type: str) -> Manifest:
 def parse_config(data: bytes) -> ImageConfig:
     """The parts of an image config the store needs: its platform and the layers' diff ids."""
     what = "image config"
-    doc = _load(data, what, MAX_CONFIG_SIZE)
+    doc = _load(data, what, "max_config_size")
     try:
         platform = platforms.from_oci(doc)
     except InvalidArgument as e:

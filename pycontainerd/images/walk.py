@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 
 from .. import platforms
 from ..content import Provider, read_blob
-from ..errors import InvalidArgument, NotFound
+from ..errors import NotFound
+from ..limits import current, exceeded
 from . import Descriptor
 from . import mediatypes as mt
 from .manifest import (
-    MAX_CONFIG_SIZE,
-    MAX_MANIFEST_SIZE,
     ImageConfig,
     Manifest,
     parse_config,
@@ -130,9 +129,10 @@ def limit_manifests(kids: Sequence[Descriptor], matcher: platforms.Matcher, n: i
     return ranked
 
 
-def _read(provider: Provider, desc: Descriptor, limit: int) -> bytes:
+def _read(provider: Provider, desc: Descriptor, key: str) -> bytes:
+    limit: int = getattr(current(), key)
     if desc.size > limit:
-        raise InvalidArgument(f"{desc.digest}: {desc.media_type} of {desc.size} bytes is over the limit of {limit}")
+        raise exceeded(f"{desc.digest}: {desc.media_type} of {desc.size} bytes", key, limit)
     return read_blob(provider, desc.digest)
 
 
@@ -140,11 +140,11 @@ def _read_children(provider: Provider, desc: Descriptor) -> list[Descriptor]:
     """A document's children read from ``provider``; none for anything else (without reading it)."""
     if not _is_document(desc):
         return []
-    return children(desc, _read(provider, desc, MAX_MANIFEST_SIZE))
+    return children(desc, _read(provider, desc, "max_manifest_size"))
 
 
 def _read_config(provider: Provider, desc: Descriptor) -> ImageConfig:
-    return parse_config(_read(provider, desc, MAX_CONFIG_SIZE))
+    return parse_config(_read(provider, desc, "max_config_size"))
 
 
 def manifest_for(provider: Provider, target: Descriptor, matcher: platforms.Matcher) -> tuple[Descriptor, Manifest]:
@@ -161,7 +161,7 @@ def manifest_for(provider: Provider, target: Descriptor, matcher: platforms.Matc
     def visit(desc: Descriptor) -> tuple[Descriptor, Manifest] | None:
         nonlocal was_index
         if mt.is_manifest(desc.media_type):
-            manifest = parse_manifest(_read(provider, desc, MAX_MANIFEST_SIZE), desc.media_type)
+            manifest = parse_manifest(_read(provider, desc, "max_manifest_size"), desc.media_type)
             if desc.digest != target.digest:
                 if desc.platform is not None and not matcher.match(desc.platform):
                     return None
@@ -172,7 +172,7 @@ def manifest_for(provider: Provider, target: Descriptor, matcher: platforms.Matc
             return desc, manifest
         if mt.is_index(desc.media_type):
             was_index = True
-            index = parse_index(_read(provider, desc, MAX_MANIFEST_SIZE), desc.media_type)
+            index = parse_index(_read(provider, desc, "max_manifest_size"), desc.media_type)
             best = limit_manifests(filter_platforms(index.manifests, matcher), matcher, 0)
             return visit(best[0]) if best else None
         raise NotFound(f"unexpected media type {desc.media_type} for {desc.digest}: not found")

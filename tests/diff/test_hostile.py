@@ -16,7 +16,7 @@ import zstandard
 from isal import igzip
 
 from pycontainerd.diff import WhiteoutMode, apply_layer
-from pycontainerd.errors import InvalidArgument
+from pycontainerd.errors import InvalidArgument, ResourceExhausted
 
 from .conftest import Target
 from .layers import LayerTar
@@ -24,6 +24,11 @@ from .layers import LayerTar
 
 def refused(root: Path, blob: bytes, match: str, **kw: object) -> None:
     with pytest.raises(InvalidArgument, match=match):
+        apply_layer(root, io.BytesIO(blob), **kw)  # type: ignore[arg-type]
+
+
+def over_limit(root: Path, blob: bytes, key: str, **kw: object) -> None:
+    with pytest.raises(ResourceExhausted, match=key):
         apply_layer(root, io.BytesIO(blob), **kw)  # type: ignore[arg-type]
 
 
@@ -118,12 +123,12 @@ def test_hardlink_to_directory_or_self(target: Target) -> None:
 
 def test_huge_pax_header(target: Target) -> None:
     layer = LayerTar().file("f", b"x", pax_headers={"comment": "x" * (2 << 20)}).bytes()
-    refused(target.root, layer, "larger than")
+    over_limit(target.root, layer, "max_header_size")
 
 
 def test_huge_gnu_long_name(target: Target) -> None:
     layer = LayerTar(tarfile.GNU_FORMAT).file("n" * (2 << 20), b"x").bytes()
-    refused(target.root, layer, "larger than")
+    over_limit(target.root, layer, "max_header_size")
 
 
 def test_name_longer_than_path_max(target: Target) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pycontainerd import platforms
-from pycontainerd.errors import ContainerdError, InvalidArgument, NotImplementedYet
+from pycontainerd.errors import ContainerdError, InvalidArgument, NotImplementedYet, ResourceExhausted
 from pycontainerd.images import Descriptor, walk
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.manifest import parse_config, parse_index, parse_manifest
@@ -159,7 +159,7 @@ def test_documents_parse_and_label() -> None:
         (_manifest(layers="nope"), mt.OCI_MANIFEST, InvalidArgument),
         (_manifest(config={"digest": D, "size": -1}), mt.OCI_MANIFEST, InvalidArgument),
         (_manifest(config={"digest": "md5:xyz", "size": 1}), mt.OCI_MANIFEST, InvalidArgument),
-        (b"{}" + b" " * (5 << 20), mt.OCI_MANIFEST, InvalidArgument),
+        (b"{}" + b" " * (5 << 20), mt.OCI_MANIFEST, ResourceExhausted),
         (_manifest(), mt.DOCKER_SCHEMA1_SIGNED, NotImplementedYet),
     ],
 )

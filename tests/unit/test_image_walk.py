@@ -11,7 +11,7 @@ import pytest
 from pycontainerd import platforms
 from pycontainerd.content import write_blob
 from pycontainerd.content.local import LocalStore
-from pycontainerd.errors import InvalidArgument, NotFound
+from pycontainerd.errors import InvalidArgument, NotFound, ResourceExhausted
 from pycontainerd.images import Descriptor
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.walk import (
@@ -366,5 +366,5 @@ def test_walk_needs_the_documents_not_the_blobs(store: LocalStore) -> None:
 
 def test_documents_over_the_limit_are_not_read(store: LocalStore) -> None:
     huge = Descriptor(mt.OCI_MANIFEST, A, 64 << 20)
-    with pytest.raises(InvalidArgument, match="over the limit"):
+    with pytest.raises(ResourceExhausted, match="over the limit"):
         list(walk(store, huge))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pycontainerd.errors import ContainerdError, InvalidArgument, NotImplementedYet
+from pycontainerd.errors import ContainerdError, InvalidArgument, NotImplementedYet, ResourceExhausted
 from pycontainerd.images import Descriptor
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.manifest import (
@@ -308,9 +308,9 @@ def test_size_limit_is_containerds() -> None:
     body = doc(manifest())
     at_limit = body + b" " * (MAX_MANIFEST_SIZE - len(body))
     assert parse_manifest(at_limit, mt.OCI_MANIFEST).config.digest == A
-    with pytest.raises(InvalidArgument, match=f"over the limit of {MAX_MANIFEST_SIZE}"):
+    with pytest.raises(ResourceExhausted, match=f"over the limit of {MAX_MANIFEST_SIZE}"):
         parse_manifest(at_limit + b" ", mt.OCI_MANIFEST)
-    with pytest.raises(InvalidArgument, match="over the limit"):
+    with pytest.raises(ResourceExhausted, match="over the limit"):
         parse_index(doc(index()) + b" " * MAX_MANIFEST_SIZE, mt.OCI_INDEX)
 
 
