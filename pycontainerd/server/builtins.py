@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..content.local import LocalStore
 from ..errors import FailedPrecondition
 from ..events.exchange import Exchange
+from ..limits import Limits, configure
 from ..metadata import DB, GCConfig, Scheduler
 from ..metadata.content import SHARING_POLICIES
 from ..plugin import InitContext, PluginType, Registration, Registry
@@ -271,6 +272,7 @@ def _init_snapshots_service(ic: InitContext) -> object:
 
 
 def _init_diff_service(ic: InitContext) -> object:
+    configure(Limits(**ic.config))  # [plugins."io.containerd.grpc.v1.diff"]: bounds on hostile layers and documents
     return DiffService(ic.get(PluginType.METADATA, DB))
 
 
@@ -355,7 +357,7 @@ BUILTINS: tuple[Builtin, ...] = (
         SnapshotsServiceConfig,
     ),
     _grpc("snapshots", _META_GC, _init_snapshots_service),
-    _grpc("diff", _META, _init_diff_service),
+    Builtin(Registration(type=PluginType.GRPC, id="diff", requires=_META, init=_init_diff_service), Limits),
     _grpc("events", (PluginType.EVENT,), _init_events_service),
     Builtin(Registration(type=PluginType.STREAMING, id="manager", init=_init_streaming_manager)),
     _grpc("streaming", (PluginType.STREAMING,), _init_streaming_service),
