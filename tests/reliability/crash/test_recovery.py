@@ -85,7 +85,11 @@ def _open(root: Path) -> DB:
 
 def _crash(root: Path, die: str, scenario: str) -> None:
     r = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(root), die, scenario], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", _CHILD, str(root), die, scenario],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert r.returncode == 9, f"the child was to die at {die}: {r.returncode} {r.stdout} {r.stderr}"
 
