@@ -22,6 +22,7 @@ from .._grpctune import tune_grpc
 tune_grpc()
 
 from .. import __version__  # noqa: E402 - grpc must see the setting above when it loads
+from ..remotes.docker._credentials import RedactingFilter  # noqa: E402
 from ..server.config import DEFAULT_CONFIG, Config, ConfigError, check_log_level, load  # noqa: E402
 from ..server.server import AddressInUse, RootLocked, Server  # noqa: E402
 
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
+    handler.addFilter(RedactingFilter())  # no registry credential in any log line
     root_logger = logging.getLogger()
     root_logger.addHandler(handler)
     root_logger.setLevel(_LEVELS[cfg.log_level])

@@ -48,6 +48,7 @@ from ...errors import (
     Unknown,
 )
 from ._challenge import Challenge, parse_challenges
+from ._credentials import redact, remember
 from ._hosts import host_config
 
 __all__ = [
@@ -157,7 +158,7 @@ def registry_error(resp: Any) -> str:
                 if isinstance(e, dict):
                     parts.append(": ".join(str(e[k]) for k in ("code", "message") if e.get(k)))
             if parts:
-                return "; ".join(parts)
+                return redact("; ".join(parts))  # a registry may echo the Authorization header it got
     except (ValueError, TypeError, HTTPError):
         pass
     return f"{resp.status} {resp.reason or ''}".strip()
@@ -287,7 +288,10 @@ class Session:
     def _creds(self, host: str) -> tuple[str, str] | None:
         if self._credentials is None:
             return None
-        return self._credentials(host)
+        creds = self._credentials(host)
+        if creds is not None:
+            remember(*creds)
+        return creds
 
     def _authorize(self, host: str, scopes: Sequence[str], challenges: list[Challenge]) -> None:
         """Meet a 401's challenge so that the next try carries an Authorization header."""
@@ -343,6 +347,7 @@ class Session:
             raise Unavailable(f"{host}: token server {realm} sent no usable token") from None
         if not isinstance(token, str) or not token:
             raise Unavailable(f"{host}: token server {realm} sent no token")
+        remember("", token)
         with self._lock:
             self._tokens[(host, " ".join(sorted(scopes)))] = _Token(
                 f"Bearer {token}", time.monotonic() + max(expires_in - 5, 1)
