@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from .. import platforms
+from .._kmutex import KeyedMutex
 from ..content import Following, ReaderAt, Writer, read_blob, validate_digest
 from ..content import Store as ContentStore
 from ..content.helpers import ensure_labels, open_writer
@@ -52,6 +53,7 @@ __all__ = ["FetchOptions", "distribution_source_label", "fetch", "pull", "source
 SOURCE_LABEL_PREFIX = "containerd.io/distribution.source."
 COPY_BUFFER = 1 << 20
 CANCEL_POLL = 0.1  # seconds between looks at the cancel event while blobs download
+_FETCHING = KeyedMutex()
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,12 @@ class _Fetch:
     # -- layers and configs: streamed into resumable ingests ----------------
 
     def fetch_blob(self, desc: Descriptor, parent: str) -> None:
+        # One fetch of a digest at a time in this process, as containerd's duplication suppressor: a parallel
+        # pull of an image sharing the layer waits here, then finds the blob in the store.
+        with _FETCHING.hold(desc.digest, self.cancel):
+            self._fetch_blob(desc, parent)
+
+    def _fetch_blob(self, desc: Descriptor, parent: str) -> None:
         ref = ref_key(desc)
         try:
             w = open_writer(self.store, ref, total=desc.size, expected=desc.digest)

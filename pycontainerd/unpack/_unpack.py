@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .. import platforms
+from .._kmutex import KeyedMutex
 from ..content import Manager, Provider, read_blob
 from ..content.helpers import ensure_labels
 from ..diff.differ import LABEL_UNCOMPRESSED, Applier
@@ -22,6 +23,7 @@ from ..snapshots import LABEL_SNAPSHOT_REF, UNPACK_KEY_PREFIX, Snapshotter, exis
 __all__ = ["LABEL_GC_SNAPSHOT", "LayerEvent", "UnpackContent", "UnpackResult", "unpack"]
 
 LABEL_GC_SNAPSHOT = "containerd.io/gc.ref.snapshot."
+_UNPACKING = KeyedMutex()  # one unpack of a chain id per snapshotter at a time in this process
 
 
 class UnpackContent(Provider, Manager, Protocol):
@@ -83,14 +85,15 @@ def unpack(
     parent = ""
     applied = 0
     for layer, diff_id, chain in zip(manifest.layers, config.diff_ids, chains, strict=True):
-        if exists(snapshotter, chain):
-            report(LayerEvent(layer, chain, "already unpacked"))
-        else:
-            layer_applier = applier if applier_for is None else applier_for(layer)
-            if _apply_one(
-                snapshotter, layer_applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report
-            ):
-                applied += 1
+        with _UNPACKING.hold((snapshotter_name, chain)):  # a parallel pull unpacking it: wait, then find it
+            if exists(snapshotter, chain):
+                report(LayerEvent(layer, chain, "already unpacked"))
+            else:
+                layer_applier = applier if applier_for is None else applier_for(layer)
+                if _apply_one(
+                    snapshotter, layer_applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report
+                ):
+                    applied += 1
         ensure_labels(content, layer.digest, {LABEL_UNCOMPRESSED: diff_id})
         parent = chain
     if chains:
