@@ -4,14 +4,16 @@ Layers and image documents come from strangers.  Each bound below stops one
 way a hostile input could exhaust the daemon: memory (huge extended headers,
 extended attributes, documents), time (millions of entries) or disk
 (decompression bombs).  The defaults are far above what real images need;
-the daemon reads them from its config::
+the daemon reads them from its config (a version 2 file)::
 
+    version = 2
     [plugins."io.containerd.grpc.v1.diff"]
       max_header_size = 1048576          # pax + GNU long name/link headers of one entry, bytes
       max_xattr_size = 262144            # extended attributes of one entry (names + values), bytes
       max_entries = 10000000             # entries in one layer
       max_layer_size = 274877906944      # uncompressed bytes of one layer (256 GiB)
-      max_ratio = 0                      # uncompressed / compressed, checked past 1 GiB; 0: off
+      max_ratio = 0                      # uncompressed / compressed bytes; 0: off
+      ratio_floor = 1073741824           # ... checked once a layer has expanded past this
       max_manifest_size = 4393216        # an index or manifest read from a registry or archive
       max_config_size = 16777216         # an image config
 
@@ -29,7 +31,6 @@ from typing import Any, Final
 from .errors import ResourceExhausted
 
 __all__ = [
-    "RATIO_FLOOR",
     "SECTION",
     "Limits",
     "configure",
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 SECTION: Final = 'plugins."io.containerd.grpc.v1.diff"'
-RATIO_FLOOR: Final = 1 << 30  # the ratio is only checked once a layer has expanded past this
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Limits:
     max_entries: int = 10_000_000
     max_layer_size: int = 256 << 30
     max_ratio: int = 0
+    ratio_floor: int = 1 << 30
     # containerd's limit on manifests and indexes (remotes/docker.MaxManifestSize: 4 * 1048 * 1048)
     max_manifest_size: int = 4 * 1048 * 1048
     max_config_size: int = 16 << 20

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, cast
 
 from ..errors import ContainerdError, FailedPrecondition, InvalidArgument, ResourceExhausted, quote
-from ..limits import RATIO_FLOOR, Limits, current, exceeded
+from ..limits import Limits, current, exceeded
 from ._fsroot import OPAQUE_XATTR, FsRoot, split_name
 from ._prefetch import Prefetcher
 from ._tarparse import NEED_DATA, EntryType, TarEntry, TarParser
@@ -503,7 +503,7 @@ def apply_layer(
         counted = _Counting(layer, head)
         source, first = decompressed_chunks(cast(BinaryIO, counted), compression), b""
     parser = TarParser(lim)
-    max_size, max_ratio, size = lim.max_layer_size, lim.max_ratio, 0
+    max_size, max_ratio, floor, size = lim.max_layer_size, lim.max_ratio, lim.ratio_floor, 0
     with (
         FsRoot(root, parents, overlay=whiteouts is WhiteoutMode.OVERLAY) as fs,
         Prefetcher(source, first) as chunks,
@@ -514,7 +514,7 @@ def apply_layer(
                 size += len(chunk)
                 if size > max_size:
                     raise exceeded(f"layer: more than {max_size} bytes uncompressed", "max_layer_size", max_size)
-                if max_ratio and counted is not None and size > RATIO_FLOOR and size > max_ratio * counted.size:
+                if max_ratio and counted is not None and size > floor and size > max_ratio * counted.size:
                     raise exceeded(
                         f"layer: {size} bytes uncompressed from {counted.size} compressed", "max_ratio", max_ratio
                     )
