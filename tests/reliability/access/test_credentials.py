@@ -225,3 +225,19 @@ def test_no_credential_leaks(
     )
     where = [line for line in (log + "\n".join(outputs)).splitlines() if _leaks(line)]
     assert problems == 0, (found, where[:6])
+
+
+def test_redaction_rules() -> None:
+    """What is cut and what is kept, on text alone."""
+    from pycontainerd.remotes.docker._credentials import redact, remember
+
+    remember("someone", "correct-horse-7")
+    basic = base64.b64encode(b"someone:correct-horse-7").decode()
+    cut = redact(
+        f"denied: Basic {basic}; pw correct-horse-7; Bearer eyJhbGciOi.eyJzdWIiOi.c2ln; token eyJhYmNk.eyJlZmdo.x"
+    )
+    assert "correct-horse" not in cut and basic not in cut and "eyJ" not in cut, cut
+    other = base64.b64encode(b"other:thing").decode()
+    assert redact(f"Authorization: Basic {other}") == "Authorization: Basic <redacted>"
+    kept = 'basic auth refused; Bearer realm="https://auth/token" Bearer authentication; Basic hello'
+    assert redact(kept) == kept
