@@ -21,7 +21,7 @@ __all__ = ["Model", "Op", "normalize"]
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # "file", "dir", "symlink", "hardlink", "whiteout", "opaque"
+    kind: str  # "file", "dir", "symlink", "hardlink", "whiteout", "opaque"; "char", "fifo" (written, not modelled)
     path: str
     data: bytes = b""
     mode: int = 0o644
@@ -29,6 +29,7 @@ class Op:
     gid: int = 0
     target: str = ""  # symlink target, hard link target
     xattr: bytes | None = None  # value of user.test
+    dev: tuple[int, int] = (0, 0)  # a device's major and minor
 
 
 @dataclass
@@ -167,6 +168,10 @@ def layer_tar(layer: list[tuple[Op, int]]) -> bytes:
             t.hardlink(op.path, op.target)
         elif op.kind == "whiteout":
             t.whiteout(op.path)
+        elif op.kind == "char":
+            t.char(op.path, *op.dev, **common)
+        elif op.kind == "fifo":
+            t.fifo(op.path, **common)
         else:
             t.opaque(op.path)
     return t.bytes()
