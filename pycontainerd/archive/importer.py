@@ -55,10 +55,17 @@ class _Archive:
     """The regular files of a tar, by normalised name."""
 
     def __init__(self, src: IO[bytes]) -> None:
+        # A compressed archive is read through to list it: members are bounded in number and size so a
+        # small bomb cannot keep the import decompressing for hours.
+        lim = current()
         try:
             self.tar = tarfile.open(fileobj=src, mode="r:*")  # noqa: SIM115
             self.members: dict[str, tarfile.TarInfo] = {}
-            for m in self.tar:
+            for i, m in enumerate(self.tar):
+                if i >= lim.max_entries:
+                    raise exceeded(f"archive: more than {lim.max_entries} members", "max_entries", lim.max_entries)
+                if m.size > lim.max_layer_size:
+                    raise exceeded(f"archive member {m.name}: {m.size} bytes", "max_layer_size", lim.max_layer_size)
                 name = m.name.removeprefix("./").strip("/")
                 if m.isfile() or m.issym() or m.islnk():
                     self.members[name] = m

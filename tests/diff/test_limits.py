@@ -213,3 +213,27 @@ def test_daemon_refuses_a_bomb_by_its_config(pycontainerd_daemon_factory: Daemon
     snapshots = pyctr("snapshots", "ls")
     assert snapshots.returncode == 0 and "extract-" not in snapshots.stdout, snapshots.stdout
     assert pyctr("images", "ls").returncode == 0  # the daemon still serves
+
+
+def test_compressed_archive_members_are_bounded(configured: None, tmp_path: Path) -> None:
+    members = io.BytesIO()
+    with tarfile.open(fileobj=members, mode="w") as tar:
+        for i in range(20):
+            info = tarfile.TarInfo(f"blobs/sha256/{i:064x}")
+            info.size = 0
+            tar.addfile(info)
+    bomb = gzip_bomb(512 * MiB)  # a tar of one 512 MiB member, as `docker save | gzip` would give
+    db = DB(tmp_path / "meta.db", LocalStore(tmp_path / "content"))
+    try:
+        db.leases("default").create("l")
+        content, images = db.content("default", "l"), db.images("default")
+        configure(Limits(max_layer_size=64 * MiB))
+        start = time.monotonic()
+        with pytest.raises(ResourceExhausted, match="max_layer_size"):
+            import_archive(content, images, io.BytesIO(bomb))
+        assert time.monotonic() - start < 2  # refused from the member's header, not after inflating it
+        configure(Limits(max_entries=10))
+        with pytest.raises(ResourceExhausted, match="max_entries"):
+            import_archive(content, images, io.BytesIO(members.getvalue()))
+    finally:
+        db.close()

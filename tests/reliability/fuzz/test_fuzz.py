@@ -57,7 +57,7 @@ def test_fuzz(target: str, tmp_path: Path) -> None:
     _, runs, seconds, held = TARGETS[target]
     if target == "fuzz_tar" and os.geteuid() != 0:
         pytest.skip("applying layers needs root")
-    result = fuzz(target, scale(runs, runs * 200), scale(seconds, 1200), tmp_path)
+    result = fuzz(target, scale(runs, runs * 200), scale(seconds, 600), tmp_path)
     record(
         area="fuzzing",
         tried=f"{target}: random inputs from seeds",
