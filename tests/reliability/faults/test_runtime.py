@@ -17,6 +17,7 @@ container's processes and mounts are gone (containerd's ``shim delete``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -40,7 +41,7 @@ from tests.fixtures.containerd import Containerd
 from tests.fixtures.daemon import DaemonFactory
 from tests.ocibuild import busybox_files, image
 from tests.reliability._runtime import BB, REF, RuntimeEnv, one_line
-from tests.reliability.soak import record
+from tests.reliability.soak import record, scale
 from tests.tasks.spec import SPEC_TYPE_URL, minimal_spec, remove_namespace_cgroups
 
 pytestmark = pytest.mark.containerd
@@ -322,8 +323,75 @@ def test_a_shim_killed_with_sigkill(any_env: tuple[str, RuntimeEnv], tmp_path: P
         record("faults", "a shim killed with SIGKILL (compared with containerd's)", 1, "exit 137 reported, Wait returned, no hang; nothing leaked")  # fmt: skip
 
 
+def _collect(into: list[object], fn: object) -> None:
+    into.append(_outcome(fn))
+
+
 def _outcome(fn: object) -> object:
     try:
         return fn()  # type: ignore[operator]
     except (errors.ContainerdError, grpc.RpcError) as err:
         return err
+
+
+KILLS = scale(4, 30)
+
+
+def test_shims_killed_at_each_stage(env: RuntimeEnv) -> None:
+    """Shims SIGKILLed in turn with their task created but not started, running, running an exec, paused.
+
+    Each time: Wait returns 137, the exit is reported, Kill and Delete answer
+    NotFound at once, the container goes cleanly, and nothing is left.
+    """
+    stages = ["created", "running", "exec", "paused"]
+    top = top_snapshot()
+    problems: list[str] = []
+    with Client(env.daemon.address, namespace=NS) as c:
+        for i in range(KILLS):
+            stage, id = stages[i % len(stages)], f"kill{i}"
+            env.ids.add(id)
+            options = runc_pb.Options(root=str(env.daemon.runc_root)).SerializeToString()
+            c.containers.create(
+                Container(
+                    id=id,
+                    runtime=RuntimeInfo("io.containerd.runc.v2", TypedValue("containerd.runc.v1.Options", options)),
+                    spec=TypedValue(SPEC_TYPE_URL, json.dumps(minimal_spec(NS, id, [BB, "sleep", "600"])).encode()),
+                    snapshotter="overlayfs",
+                    snapshot_key=id,
+                )
+            )
+            snapshots = c.snapshotter("overlayfs")
+            init = c.tasks.create(id, rootfs=snapshots.prepare(id, top))
+            if stage != "created":
+                c.tasks.start(id)
+            if stage == "exec":
+                c.tasks.exec(id, "x", {"args": [BB, "sleep", "601"], "cwd": "/", "user": {"uid": 0, "gid": 0}})
+                c.tasks.start(id, "x")
+            if stage == "paused":
+                c.tasks.pause(id)
+            waited: list[object] = []
+            waiter = threading.Thread(target=_collect, args=(waited, functools.partial(c.tasks.wait, id)), daemon=True)
+            waiter.start()
+            time.sleep(0.1)
+            [shim] = shim_pids("pycontainerd", env, id)
+            os.kill(shim, signal.SIGKILL)
+            waiter.join(15)
+            if not (waited and isinstance(waited[0], Exit) and waited[0].status == 137):
+                problems.append(f"{stage}: Wait gave {waited}")
+            for step in (functools.partial(c.tasks.kill, id, signal.SIGKILL), functools.partial(c.tasks.delete, id)):
+                outcome = _outcome(step)
+                if not isinstance(outcome, errors.NotFound):
+                    problems.append(f"{stage}: {outcome!r} instead of NotFound")
+            snapshots.remove(id)  # first, as containerd's client does: the record's deletion lets the collector at it
+            c.containers.delete(id)
+            if init in [p for p, _ in env.container_pids()]:
+                problems.append(f"{stage}: init {init} survived its shim")
+    leaks = env.leaks([top])
+    record(
+        "faults",
+        "shims SIGKILLed with their task created, running, running an exec, paused",
+        KILLS,
+        "Wait returned 137; Kill, Delete NotFound at once; container removed; nothing leaked",
+        problems=len(problems) + len(leaks),
+    )
+    assert problems == [] and leaks == []

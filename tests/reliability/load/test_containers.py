@@ -102,8 +102,8 @@ def run_with_client(c: Client, e: RuntimeEnv, top: str, id: str) -> None:
         assert c.tasks.delete(id).status == 3
     finally:
         attached.close()
+        snapshots.remove(id)  # first, as containerd's client does: the record's deletion lets the collector at it
         c.containers.delete(id)
-        snapshots.remove(id)
 
 
 def test_containers_started_and_removed_in_a_loop(env: RuntimeEnv) -> None:
