@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from pycontainerd.errors import ContainerdError
+from pycontainerd.remotes.docker import RedactingFilter
 
 from ._daemon import (
     DEFAULT_CONTAINERD,
@@ -90,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())  # no registry credential in any log line
     config = DaemonConfig(
         host=args.host,
         containerd_address=args.containerd_address,

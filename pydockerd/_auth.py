@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from pycontainerd.errors import InvalidArgument
+from pycontainerd.remotes.docker import remember
 
 __all__ = ["AuthConfig", "decode_auth"]
 
@@ -60,4 +61,8 @@ def decode_auth(header: str) -> AuthConfig | None:
         identity_token=str(doc.get("identitytoken") or ""),
         server_address=str(doc.get("serveraddress") or ""),
     )
-    return config if config.credentials() is not None else None
+    creds = config.credentials()
+    if creds is None:
+        return None
+    remember(*creds)  # from here on this secret is cut out of every log line and error pydockerd writes
+    return config

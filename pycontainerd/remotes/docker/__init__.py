@@ -19,7 +19,7 @@ from ..._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._challenge import Challenge, parse_challenges
-    from ._credentials import credentials_from_docker_config
+    from ._credentials import RedactingFilter, credentials_from_docker_config, redact, remember
     from ._resolver import DockerResolver
     from ._session import Credentials, HostOptions, HostsFn, registry_host
 
@@ -29,15 +29,21 @@ __all__ = [
     "DockerResolver",
     "HostOptions",
     "HostsFn",
+    "RedactingFilter",
     "credentials_from_docker_config",
     "parse_challenges",
+    "redact",
     "registry_host",
+    "remember",
 ]
 
 _HOME_OF = {
     "Challenge": "_challenge",
     "parse_challenges": "_challenge",
     "credentials_from_docker_config": "_credentials",
+    "RedactingFilter": "_credentials",
+    "redact": "_credentials",
+    "remember": "_credentials",
     "DockerResolver": "_resolver",
     "Credentials": "_session",
     "HostOptions": "_session",
