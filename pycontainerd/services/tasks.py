@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +29,11 @@ from ..tasks.manager import Task, TaskManager
 from .rpc import guarded, namespace_of, offload
 
 __all__ = ["TasksService"]
+
+log = logging.getLogger("pycontainerd.tasks")
+
+STATE_TIMEOUT = 2.0
+"""Seconds List waits for one shim's answer, as containerd's ``io.containerd.timeout.task.state``."""
 
 _PROCESS_SUFFIX = "/opencontainers/runtime-spec/1/Process"
 _RESOURCES_SUFFIX = "/opencontainers/runtime-spec/1/LinuxResources"
@@ -116,13 +123,23 @@ class TasksService(pb_grpc.TasksServicer):
         return pb.GetResponse(process=_process_pb(await task.shim.state(request.exec_id)))
 
     async def List(self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext) -> pb.ListTasksResponse:
-        out = []
-        for task in self._tasks.list(namespace_of(context)):
-            try:
-                out.append(_process_pb(await task.shim.state("")))
-            except NotFound:
-                continue  # deleted meanwhile
-        return pb.ListTasksResponse(tasks=out)
+        tasks = self._tasks.list(namespace_of(context))
+        states = await asyncio.gather(*(self._state(t) for t in tasks))
+        return pb.ListTasksResponse(tasks=[_process_pb(s) for s in states if s is not None])
+
+    async def _state(self, task: Task) -> Process | None:
+        """A task's state for List; None when it is gone, or its shim does not answer within STATE_TIMEOUT.
+
+        One hung or dead shim must not hold up the listing of every other task
+        (containerd bounds this call by ``io.containerd.timeout.task.state``, 2s).
+        """
+        try:
+            return await asyncio.wait_for(task.shim.state(""), STATE_TIMEOUT)
+        except NotFound:
+            return None  # deleted meanwhile
+        except (TimeoutError, Unavailable) as e:
+            log.warning("task %s/%s: no state from its shim (%s); left out of the list", task.namespace, task.id, e)
+            return None
 
     async def Kill(self, request: pb.KillRequest, context: grpc.aio.ServicerContext) -> Empty:
         task = self._task(context, request.container_id)

@@ -395,3 +395,35 @@ def test_shims_killed_at_each_stage(env: RuntimeEnv) -> None:
         problems=len(problems) + len(leaks),
     )
     assert problems == [] and leaks == []
+
+
+def test_a_stopped_shim_does_not_hold_up_the_task_list(any_env: tuple[str, RuntimeEnv]) -> None:
+    """A shim frozen with SIGSTOP: ``ctr tasks ls`` still answers in bounded time, with the other tasks."""
+    kind, e = any_env
+    e.ids |= {"z1", "z2"}
+    for id in ("z1", "z2"):
+        e.ok("run", "-d", "--null-io", "--runc-root", str(e.daemon.runc_root), REF, id, BB, "sleep", "600")
+    [frozen] = shim_pids(kind, e, "z1")
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        r = e.ctr("tasks", "ls", timeout=30)
+        took = time.monotonic() - started
+        assert r.returncode == 0, r.stderr
+        listed = {row.split()[0]: row.split()[2] for row in r.stdout.decode().splitlines()[1:]}
+        assert listed.get("z2") == "RUNNING" and took < 10, (listed, took)
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    assert {id: st for id, (_, st) in e.tasks().items()} == {"z1": "RUNNING", "z2": "RUNNING"}
+    for id in ("z1", "z2"):
+        e.ok("tasks", "kill", "-s", "KILL", id)
+    deadline = time.monotonic() + 10
+    while any(st != "STOPPED" for _, st in e.tasks().values()):
+        assert time.monotonic() < deadline, e.tasks()
+        time.sleep(0.05)
+    for id in ("z1", "z2"):
+        e.ok("tasks", "rm", id)
+        e.ok("containers", "rm", id)
+    if kind == "pycontainerd":
+        assert e.leaks([top_snapshot()]) == []
+        record("faults", "a shim frozen with SIGSTOP (compared with containerd's)", 1, f"task list answered in {took:.1f}s without it; all fine after SIGCONT")  # fmt: skip
