@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -281,9 +282,28 @@ class _HeldLease:
         self._db.leases(self._namespace).create(self._made, {"containerd.io/gc.expire": expire})
         return self._made
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._made is not None:
             try:
                 self._db.leases(self._namespace).delete(self._made)
             except NotFound:
                 pass
+            except Exception as e:
+                if exc_type is None:
+                    raise
+                # The transfer's own failure is the one to report (a full disk can fail both); the lease
+                # is removed once the store takes writes again.
+                log.warning("transfer lease %s not removed yet: %s", self._made, e)
+                threading.Thread(target=self._remove_later, name="lease-retry", daemon=True).start()
+
+    def _remove_later(self, every: float = 1.0, tries: int = 3600) -> None:
+        assert self._made is not None
+        for _ in range(tries):
+            time.sleep(every)
+            try:
+                self._db.leases(self._namespace).delete(self._made)
+                return
+            except NotFound:
+                return
+            except Exception as e:
+                log.debug("transfer lease %s not removed yet: %s", self._made, e)

@@ -36,7 +36,15 @@ from .._kmutex import KeyedMutex
 from ..content import Following, ReaderAt, Writer, read_blob, validate_digest
 from ..content import Store as ContentStore
 from ..content.helpers import ensure_labels, open_writer
-from ..errors import AlreadyExists, Canceled, FailedPrecondition, InvalidArgument, NotFound, NotImplementedYet
+from ..errors import (
+    AlreadyExists,
+    Canceled,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    NotImplementedYet,
+    ResourceExhausted,
+)
 from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
 from ..images import mediatypes as mt
@@ -301,7 +309,14 @@ class _Fetch:
                         n = stream.readinto(view[: min(len(buf), desc.size - offset)])
                         if n <= 0:
                             break
-                        w.write(view[:n])  # type: ignore[arg-type]  # any buffer will do
+                        try:
+                            w.write(view[:n])  # type: ignore[arg-type]  # any buffer will do
+                        except ResourceExhausted:
+                            # The disk is full: what was written would only keep it full.  Dropping it
+                            # can fail too (the metadata store cannot write); the write's error is the one to report.
+                            with contextlib.suppress(Exception):
+                                self.store.abort(ref)
+                            raise
                         offset += n
                         if follower is not None:
                             follower.received(desc, offset)

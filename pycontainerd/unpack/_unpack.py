@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from .._kmutex import KeyedMutex
 from ..content import Manager, Provider, read_blob
 from ..content.helpers import ensure_labels
 from ..diff.differ import LABEL_UNCOMPRESSED, Applier
-from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..errors import AlreadyExists, InvalidArgument
 from ..images import Descriptor
 from ..images.identity import chain_ids
 from ..images.manifest import MAX_CONFIG_SIZE, parse_config
@@ -133,10 +134,10 @@ def _apply_one(
             report(LayerEvent(layer, chain, "already unpacked"))
             return False
     except BaseException:
-        try:
+        # A full disk can fail the removal too; the apply's error is the one to report, and the
+        # snapshot left goes with the pull's lease.
+        with contextlib.suppress(Exception):
             sn.remove(key)
-        except NotFound:
-            pass
         raise
     report(LayerEvent(layer, chain, "unpacked"))
     return True
