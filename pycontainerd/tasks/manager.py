@@ -32,7 +32,7 @@ from ..api.convert import mount_to_pb
 from ..api.events import task_pb2 as ev
 from ..api.runtime.runc.options import oci_pb2 as runc_pb
 from ..containers import Container, TypedValue
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable, quote
+from ..errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable, quote
 from ..events import Publisher
 from ..identifiers import validate
 from ..mount import Mount
@@ -111,6 +111,10 @@ class Shim(Protocol):
 
     async def shutdown(self) -> None: ...
 
+    async def abandon(self) -> None:
+        """Kill the shim (SIGKILL) and drop the connection: for a shim that stopped answering."""
+        ...
+
 
 class Launcher(Protocol):
     """Starts shims, finds running ones again, and cleans up after dead ones."""
@@ -175,6 +179,10 @@ DEFAULT_RUNTIME_TIMEOUT = 120.0
 """Seconds one runtime command (runc create, start, kill, delete...) may take before the shim kills it."""
 
 
+CREATE_GRACE = 5.0
+"""Seconds beyond its runtime commands' bounds that a shim has to answer create before it is killed."""
+
+
 class TaskManager:
     def __init__(
         self,
@@ -234,15 +242,30 @@ class TaskManager:
                 if rootfs:
                     (bundle / "rootfs").mkdir(mode=0o711)
                 shim = await self._launcher.start(bundle, namespace, container.id)
+                # The shim bounds each runtime command; a create may run two (create, then delete --force).
+                bound = 2 * self.runtime_timeout + CREATE_GRACE
                 try:
-                    pid = await shim.create(
-                        rootfs=rootfs,
-                        io=io,
-                        binary=runc.binary,
-                        runtime_root=runtime_root,
-                        options=runc.flags,
-                        timeout=self.runtime_timeout,
+                    pid = await asyncio.wait_for(
+                        shim.create(
+                            rootfs=rootfs,
+                            io=io,
+                            binary=runc.binary,
+                            runtime_root=runtime_root,
+                            options=runc.flags,
+                            timeout=self.runtime_timeout,
+                        ),
+                        bound,
                     )
+                except TimeoutError:
+                    log.error("task %s/%s: its shim did not answer create in %gs; killing it", namespace, key[1], bound)
+                    await shim.abandon()
+                    try:
+                        await self._launcher.cleanup(bundle, runtime_root)
+                    except Exception as e:
+                        log.error("task %s/%s: cleanup failed: %s", namespace, key[1], e)
+                    raise DeadlineExceeded(
+                        f"task {quote(container.id)}: its shim did not answer create within {bound:g}s and was killed"
+                    ) from None
                 except BaseException:
                     with contextlib.suppress(Exception):
                         await shim.shutdown()

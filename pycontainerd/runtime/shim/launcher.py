@@ -10,6 +10,8 @@ acknowledged but not passed on: the manager publishes those itself.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +148,14 @@ class TaskShim:
             if converted is not None:
                 yield converted
             await self.client.ack(e["seq"])
+
+    async def abandon(self) -> None:
+        try:
+            os.kill(self.client.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            await self.client.close()
 
     async def shutdown(self) -> None:
         """Ask the shim to exit (it does once the task is deleted) and drop the connection."""

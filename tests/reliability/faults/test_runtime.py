@@ -65,6 +65,12 @@ done
 exec runc "$@"
 """
 
+# Freezes the shim that runs it (SIGSTOP to its parent), then creates the container with real runc.
+FREEZING = """#!/bin/sh
+for a; do [ "$a" = create ] && { echo $PPID >> MARKS; kill -STOP $PPID; }; done
+exec runc "$@"
+"""
+
 
 def top_snapshot() -> str:
     img = image([busybox_files()])
@@ -212,6 +218,28 @@ def test_a_runtime_that_hangs_on_create(env: RuntimeEnv, tmp_path: Path) -> None
         f"runc failing to start: a runtime hanging on create ({TIMEOUT:g}s timeout)",
         3,
         "DeadlineExceeded in bounded time; runtime's group killed; nothing leaked",
+    )
+
+
+def test_a_shim_that_stops_answering_during_create(env: RuntimeEnv, tmp_path: Path) -> None:
+    """The daemon's own bound: a shim frozen mid-create is killed after 2 x runtime_timeout + 5s, and cleaned up after."""
+    env.ids.add("fz1")
+    runtime, marks = wrapper(tmp_path, "freezing-runc", FREEZING)
+    started = time.monotonic()
+    r = env.ctr("run", "--runc-binary", str(runtime), REF, "fz1", BB, "sleep", "600", timeout=60)
+    took = time.monotonic() - started
+    assert r.returncode != 0 and one_line(r.stderr), r.stderr
+    assert b"did not answer create" in r.stderr and b"deadline exceeded" in r.stderr, r.stderr
+    assert 2 * TIMEOUT + 5 <= took < 2 * TIMEOUT + 15
+    [shim] = [int(p) for p in marks.read_text().split()]
+    assert not _alive(shim)
+    assert env.ctr("tasks", "ls").returncode == 0 and env.tasks() == {}
+    assert_clean_after_rm(env, "fz1")  # runc's container (created meanwhile) force-deleted, rootfs unmounted
+    record(
+        "faults",
+        "a shim frozen during create",
+        1,
+        f"DeadlineExceeded after {took:.0f}s; shim killed, runc's container deleted; nothing leaked",
     )
 
 
