@@ -245,7 +245,10 @@ class _Unzstd(_Decompressing):
         super().__init__(raw, "zstd")
         self._frames = _ZstdFrames()
         self._reader = zstandard.ZstdDecompressor().stream_reader(
-            cast(BinaryIO, _WatchedInput(raw, self._frames)), read_size=_READ_SIZE, read_across_frames=True, closefd=False
+            cast(BinaryIO, _WatchedInput(raw, self._frames)),
+            read_size=_READ_SIZE,
+            read_across_frames=True,
+            closefd=False,
         )
 
     def _fill(self) -> bytes:
