@@ -24,7 +24,6 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import Unknown
 from ..mount import Mount
 from ._types import Info, Kind, Usage
 from .storage import MetaStore, Snapshot
@@ -181,16 +180,24 @@ class LocalSnapshotter(abc.ABC):
         return usage
 
     def remove(self, key: str) -> None:
+        """The record goes first, then the directory moves out of the id space.
+
+        A kill in between leaves a directory no record names, which
+        :meth:`cleanup` deletes; the other order could leave a record whose
+        directory was already moved away.  Ids are never reused, so the
+        directory cannot be mistaken for a new snapshot's meanwhile.
+        """
         with self._ms.write() as tx:
             id_, _ = tx.remove(key)
-            path = self._dir(id_)
-            doomed = self.snapshots_dir / (_REMOVING + id_)
-            try:
-                os.rename(path, doomed)
-            except FileNotFoundError:
-                return
-            except OSError as e:
-                raise Unknown(f"remove snapshot {key!r}: {e.strerror}") from None
+        path = self._dir(id_)
+        doomed = self.snapshots_dir / (_REMOVING + id_)
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:
+            return  # a concurrent cleanup took it
+        except OSError as e:
+            log.warning("snapshots: %s removed, its directory left for cleanup: %s", key, e.strerror)
+            return
         if not self.async_remove:
             _rmtree(doomed)
 

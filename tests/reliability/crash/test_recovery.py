@@ -49,6 +49,14 @@ class Snapshotter(NativeSnapshotter):
         if die == "snapshot-removed":
             os._exit(9)
 
+if die == "directory-moved":  # the backend's removal dies right after moving the directory away
+    real_rename = os.rename
+    def rename(src, dst, *a, **k):
+        real_rename(src, dst, *a, **k)
+        if os.path.basename(dst).startswith("rm-"):
+            os._exit(9)
+    os.rename = rename
+
 sn = Snapshotter(root / "io.containerd.snapshotter.v1.native", async_remove=True)
 db = DB(root / "io.containerd.metadata.v1.sqlite/meta.db", Store(root / "io.containerd.content.v1.content"),
         snapshotters={"native": sn})
@@ -57,6 +65,13 @@ if scenario == "commit":
     s = db.snapshotter("native", "default", lease="keep")
     s.prepare("work", "", {"mine": "1"})
     s.commit("done", "work", {"mine": "2"})
+elif scenario == "remove":
+    s = db.snapshotter("native", "default", lease="keep")
+    s.prepare("work", "")
+    s.commit("done", "work")
+    s.prepare("gone", "done")
+    db.leases("default").delete("keep")
+    db.collect_garbage()
 elif scenario == "collect":
     content = db.content("default")
     for i in range(3):
@@ -167,5 +182,20 @@ def test_recovery_removes_half_made_ingests_and_removals(tmp_path: Path) -> None
         recover(db)
         assert not tmp.exists() and not doomed.exists() and not never.exists()
         assert check(Layout.of(tmp_path, tmp_path / "state")) == []
+    finally:
+        db.close()
+
+
+def test_snapshot_removal_killed_after_moving_its_directory(tmp_path: Path) -> None:
+    """Was: the directory moved inside the snapshotter's transaction, so a kill left a record without directory."""
+    _crash(tmp_path, "directory-moved", "remove")
+    problems = check(Layout.of(tmp_path, tmp_path / "state"))
+    assert {p.kind for p in problems} <= {Kind.SNAPSHOT_UNREFERENCED, Kind.SNAPSHOT_DIR_ORPHANED}, problems
+    db = _open(tmp_path)
+    try:
+        recover(db)
+        assert check(Layout.of(tmp_path, tmp_path / "state")) == []
+        assert list(db.snapshotters["native"].walk()) == []
+        assert list((tmp_path / "io.containerd.snapshotter.v1.native/snapshots").iterdir()) == []
     finally:
         db.close()
