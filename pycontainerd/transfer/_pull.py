@@ -31,7 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from .. import platforms
+from .. import limits, platforms
 from .._kmutex import KeyedMutex
 from ..content import Following, ReaderAt, Writer, read_blob, validate_digest
 from ..content import Store as ContentStore
@@ -48,7 +48,6 @@ from ..errors import (
 from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
 from ..images import mediatypes as mt
-from ..images.manifest import MAX_MANIFEST_SIZE
 from ..reference import parse as parse_reference
 from ..remotes import Fetcher, ReadStream, Resolver
 from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
@@ -233,9 +232,10 @@ class _Fetch:
     # -- manifests and indexes: small, in memory --------------------------
 
     def fetch_document(self, desc: Descriptor, parent: str) -> bytes:
-        if desc.size > MAX_MANIFEST_SIZE:
-            raise InvalidArgument(
-                f"{self.name}: {desc.media_type} {desc.digest} is {desc.size} bytes, over the limit of {MAX_MANIFEST_SIZE}"
+        limit = limits.current().max_manifest_size
+        if desc.size > limit:
+            raise limits.exceeded(
+                f"{self.name}: {desc.media_type} {desc.digest} is {desc.size} bytes", "max_manifest_size", limit
             )
         try:
             info = self.store.info(desc.digest)

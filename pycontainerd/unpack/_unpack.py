@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import platforms
+from .. import limits, platforms
 from .._kmutex import KeyedMutex
 from ..content import Manager, Provider, read_blob
 from ..content.helpers import ensure_labels
@@ -17,7 +17,7 @@ from ..diff.differ import LABEL_UNCOMPRESSED, Applier
 from ..errors import AlreadyExists, InvalidArgument
 from ..images import Descriptor
 from ..images.identity import chain_ids
-from ..images.manifest import MAX_CONFIG_SIZE, parse_config
+from ..images.manifest import parse_config
 from ..images.walk import manifest_for
 from ..snapshots import LABEL_SNAPSHOT_REF, UNPACK_KEY_PREFIX, Snapshotter, exists
 
@@ -74,8 +74,11 @@ def unpack(
     """
     matcher = matcher or platforms.default_matcher()
     _, manifest = manifest_for(content, target, matcher)
-    if manifest.config.size > MAX_CONFIG_SIZE:
-        raise InvalidArgument(f"image config {manifest.config.digest} is larger than {MAX_CONFIG_SIZE} bytes")
+    limit = limits.current().max_config_size
+    if manifest.config.size > limit:
+        raise limits.exceeded(
+            f"image config {manifest.config.digest} is {manifest.config.size} bytes", "max_config_size", limit
+        )
     config = parse_config(read_blob(content, manifest.config.digest))
     if len(config.diff_ids) != len(manifest.layers):
         raise InvalidArgument(
