@@ -1,4 +1,4 @@
-"""System endpoints: ``/_ping``, ``/version``, ``/info``, ``/events``."""
+"""System endpoints: ``/_ping``, ``/version``, ``/info``, ``/events``, ``/auth``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 from pycontainerd import platforms
 from pycontainerd.errors import InvalidArgument
 
+from .._auth import auth_from_json, login_host
 from .._backend import Backend
 from .._events import EVENT_FILTERS, Event, matches
 from .._filters import parse_filters
@@ -31,6 +32,7 @@ def register(r: Router, b: Backend) -> None:
     r.add("GET", "/version", partial(version, b))
     r.add("GET", "/info", partial(info, b))
     r.add("GET", "/events", partial(events, b))
+    r.add("POST", "/auth", partial(auth, b))
 
 
 async def ping(b: Backend, req: Request) -> Response:
@@ -176,6 +178,25 @@ def _info(b: Backend) -> dict[str, Any]:
 
 async def info(b: Backend, req: Request) -> Response:
     return Response.json(await b.call(_info, b))
+
+
+def _login(host: str, creds: tuple[str, str] | None, plain_http: bool) -> None:
+    from pycontainerd.remotes.docker import DockerResolver, HostOptions
+
+    resolver = DockerResolver(HostOptions(plain_http=plain_http), (lambda _host: creds) if creds else None)
+    resolver.login(host)
+
+
+async def auth(b: Backend, req: Request) -> Response:
+    """``docker login``: the registry is asked whether it takes the credentials; the CLI keeps them, not us."""
+    doc = req.json()
+    if not isinstance(doc, dict):
+        raise InvalidArgument("invalid JSON body: want an auth config object")
+    config = auth_from_json(doc)
+    host = login_host(str(doc.get("serveraddress") or ""))
+    creds = config.credentials() if config else None
+    await b.call(_login, host, creds, host in b.options.insecure_registries)
+    return Response.json({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
 def parse_time(value: str, now: float) -> int | None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +14,9 @@ import docker
 import pytest
 
 from tests.distribution.support import seed
-from tests.dockerd.conftest import Pydockerd
+from tests.dockerd.conftest import DOCKER, Pydockerd
 from tests.fixtures.daemon import PycontainerdDaemon
-from tests.fixtures.registry import PASSWORD, USER, Registry
+from tests.fixtures.registry import PASSWORD, USER, Registry, RegistryFactory
 from tests.ocibuild import busybox_files, image
 
 WRONG = "not-the-pw-7Q2x"
@@ -72,3 +75,68 @@ def test_credentials_stay_out_of_log_errors_and_output(
     assert "PUT /v2/auth/app/manifests/1" in debug_pydockerd.log()  # the debug log does record the authorized calls
     leaks = [f for secret in (PASSWORD, WRONG) for f in _forms(secret) if f in text]
     assert leaks == [], f"credential forms found: {leaks}"
+
+
+def _cli(d: Pydockerd, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=d.host, DOCKER_CONFIG=str(d.cli_config))
+    return subprocess.run(
+        [DOCKER, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize("mode", ["htpasswd", "token"])
+def test_docker_login_then_pull_with_the_stored_credentials(
+    mode: str, pydockerd: Pydockerd, registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    reg = registry_factory(mode)
+    img = image([busybox_files()], config={"Cmd": ["/bin/sh"]})
+    seed(reg, img, "auth/app:1", tmp_path)
+
+    # A wrong password: one line from the CLI, nothing stored.
+    r = _cli(pydockerd, "login", "-u", USER, "--password-stdin", reg.host, stdin=WRONG + "\n")
+    assert r.returncode == 1
+    assert r.stderr.startswith("Error response from daemon: ") and "refused" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert (
+        not (pydockerd.cli_config / "config.json").exists()
+        or reg.host not in (pydockerd.cli_config / "config.json").read_text()
+    )
+
+    # Logged in, the CLI's stored credentials carry the pull.
+    r = _cli(pydockerd, "login", "-u", USER, "--password-stdin", reg.host, stdin=PASSWORD + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "Login Succeeded" in r.stdout
+    r = _cli(pydockerd, "pull", f"{reg.host}/auth/app:1")
+    assert r.returncode == 0, r.stderr
+    assert f"Digest: {img.digest}" in r.stdout
+    assert _cli(pydockerd, "logout", reg.host).returncode == 0
+
+    # docker-py's login goes the same way.
+    c = pydockerd.client()
+    assert c.login(username=USER, password=PASSWORD, registry=reg.host)["Status"] == "Login Succeeded"
+    with pytest.raises(docker.errors.APIError) as e:
+        c.login(username=USER, password=WRONG, registry=reg.host, reauth=True)
+    assert e.value.status_code == 401
+    leaks = [f for s in (PASSWORD, WRONG) for f in _forms(s) if f in pydockerd.log()]
+    assert leaks == []
+
+
+def test_auth_refuses_bad_bodies(pydockerd: Pydockerd) -> None:
+    for body, message in (
+        (b"{not json", "invalid JSON body"),
+        (b"[1]", "want an auth config object"),
+        (b'{"serveraddress": "bad host name/v2/"}', "invalid registry address"),
+        (b'{"auth": "//4="}', "bad auth field"),
+    ):
+        status, _, out = pydockerd.request("POST", "/auth", body=body)
+        assert status == 400, (body, out)
+        assert message in json.loads(out)["message"], out
+    # A registry nobody answers at: 503 with the reason, quickly.
+    status, _, out = pydockerd.request(
+        "POST",
+        "/auth",
+        body=json.dumps({"username": USER, "password": PASSWORD, "serveraddress": "127.0.0.1:9"}).encode(),
+    )
+    assert status in (502, 503), out
+    assert PASSWORD not in out.decode()

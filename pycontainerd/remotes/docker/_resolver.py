@@ -18,7 +18,7 @@ from ...errors import DeadlineExceeded, InvalidArgument, NotFound, NotImplemente
 from ...images import Descriptor
 from ...images import mediatypes as mt
 from ...reference import Reference, parse_normalized
-from ._session import USER_AGENT, Credentials, HostOptions, HostsFn, Session, fail, registry_error
+from ._session import USER_AGENT, Credentials, HostOptions, HostsFn, Session, fail, registry_error, registry_host
 
 __all__ = ["DockerResolver"]
 
@@ -465,6 +465,21 @@ class DockerResolver:
 
     def fetcher(self, ref: str) -> _Fetcher:
         return _Fetcher(self._session, parse_normalized(ref))
+
+    def login(self, host: str) -> None:
+        """Prove that ``host`` accepts this resolver's credentials, as ``docker login`` does.
+
+        The registry's ``/v2/`` root is asked for with no repository scope,
+        meeting any challenge with the credentials; Unauthenticated when they
+        are refused or missing, the usual errors when the registry cannot be
+        reached.
+        """
+        s = self._session
+        what = f"login to {registry_host(host)}"
+        resp = s.request("GET", s.base(host), host=host, scopes=(), what=what)
+        if resp.status != 200:
+            raise fail(resp, what, host)
+        resp.release_conn()
 
     def pusher(self, ref: str) -> _Pusher:
         return _Pusher(self._session, parse_normalized(ref))
