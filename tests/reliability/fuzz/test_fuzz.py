@@ -51,13 +51,13 @@ def test_seeds_and_regressions_hold(target: str) -> None:
     assert replay(one_input, {**seeds, **regressions(target)}) == []
 
 
-@pytest.mark.timeout(3600 * 4)
+@pytest.mark.timeout(scale(300, 900))
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_fuzz(target: str, tmp_path: Path) -> None:
     _, runs, seconds, held = TARGETS[target]
     if target == "fuzz_tar" and os.geteuid() != 0:
         pytest.skip("applying layers needs root")
-    result = fuzz(target, scale(runs, runs * 200), scale(seconds, 600), tmp_path)
+    result = fuzz(target, scale(runs, runs * 200), scale(seconds, 300), tmp_path)
     record(
         area="fuzzing",
         tried=f"{target}: random inputs from seeds",
