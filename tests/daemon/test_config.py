@@ -170,9 +170,7 @@ def test_plugin_sections_are_checked_before_anything_starts(tmp_path: Path) -> N
     cfg = _load(tmp_path, f'version = 2\n[{GC}]\npause_threshold = 2.0\nstartup_delay = "-1s"')
     with pytest.raises(ConfigError, match=rf"^{GC}\.(pause_threshold|startup_delay):"):
         Server(cfg)
-    cfg = _load(
-        tmp_path, 'version = 2\n[plugins."io.containerd.metadata.v1.sqlite"]\ncontent_sharing_policy = "bogus"'
-    )
+    cfg = _load(tmp_path, 'version = 2\n[plugins."io.containerd.metadata.v1.sqlite"]\ncontent_sharing_policy = "bogus"')
     with pytest.raises(ConfigError, match="content_sharing_policy"):
         Server(cfg)
     cfg = _load(tmp_path, 'version = 2\nrequired_plugins = ["io.containerd.snapshotter.v1.zfs"]')
