@@ -20,10 +20,10 @@ work in progress makes transiently true (see :mod:`._scan`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from collections.abc import Iterator
 
+from .._rootlock import try_lock
 from ._layout import Layout
 from ._problems import REPAIRABLE, Kind, Problem
 from ._repair import repair
@@ -52,14 +52,9 @@ def hold_root(layout: Layout) -> Iterator[None]:
         yield  # no daemon ever ran here
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                pid = int(os.pread(fd, 32, 0).decode().strip() or 0) or None
-            except ValueError:
-                pid = None
-            raise DaemonRunning(layout, pid) from None
+        held_by = try_lock(fd)
+        if held_by is not None:
+            raise DaemonRunning(layout, held_by or None)
         yield
     finally:
         os.close(fd)

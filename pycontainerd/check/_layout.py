@@ -5,13 +5,14 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass, field
 
+from .._rootlock import LOCK_FILE
+
 __all__ = ["CONTENT_DIR", "METADATA_DIR", "SNAPSHOTTER_PREFIX", "TASK_DIR", "Layout"]
 
 CONTENT_DIR = "io.containerd.content.v1.content"
 METADATA_DIR = "io.containerd.metadata.v1.sqlite"
 SNAPSHOTTER_PREFIX = "io.containerd.snapshotter.v1."
 TASK_DIR = "io.containerd.runtime.v2.task"
-LOCK_FILE = "pycontainerd.lock"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import fcntl
 import inspect
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from .._rootlock import LOCK_FILE, try_lock
 from ..plugin import InitContext, Plugin, PluginSet, PluginType, Registration, ordered
 from .builtins import BUILTINS, Builtin
 from .config import Config, ConfigError, decode_plugin_config
@@ -34,7 +34,6 @@ __all__ = ["LOCK_FILE", "AddressInUse", "RootLocked", "Server", "socket_path"]
 
 log = logging.getLogger("pycontainerd")
 
-LOCK_FILE = "pycontainerd.lock"
 SHUTDOWN_GRACE = 5.0
 CORE_THREADS = 32
 
@@ -110,15 +109,10 @@ class Server:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                pid = int(os.pread(fd, 32, 0).decode().strip() or 0) or None
-            except ValueError:
-                pid = None
+        held_by = try_lock(fd)
+        if held_by is not None:
             os.close(fd)
-            raise RootLocked(self.root, pid) from None
+            raise RootLocked(self.root, held_by or None)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
