@@ -50,7 +50,7 @@ class Kind(StrEnum):
     INGEST_BROKEN = "ingest-broken"
     """An ingest directory that cannot be read back, or a temporary one left by a killed writer."""
     INGEST_EXPIRED = "ingest-expired"
-    """An ingest opened under a lease that no longer holds it, or whose lease has expired."""
+    """An ingest opened under a lease that no longer holds it or that expired, or without a lease over a day ago."""
     MOUNT_LEFTOVER = "mount-leftover"
     """Something mounted under the daemon's root or state directory that nothing uses."""
     UNREADABLE = "unreadable"

@@ -26,7 +26,7 @@ from datetime import datetime
 from ..content._ingest import TMP_PREFIX, read_status
 from ..errors import ContainerdError
 from ..leases import LABEL_EXPIRE
-from ..metadata.gc import LABEL_REF_CONTENT, LABEL_REF_SNAPSHOT, parse_expiry
+from ..metadata.gc import LABEL_REF_CONTENT, LABEL_REF_SNAPSHOT, UNLEASED_INGEST_TTL, parse_expiry
 from ..snapshots import Kind as SnapshotKind
 from ._layout import Layout
 from ._problems import Kind, Problem
@@ -67,7 +67,7 @@ class Metadata:
     images: list[tuple[str, str, str]] = field(default_factory=list)
     leases: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     lease_resources: list[tuple[str, str, str, str]] = field(default_factory=list)
-    ingests: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)
+    ingests: dict[tuple[str, str], tuple[str, bool, int]] = field(default_factory=dict)  # backend ref, leased, created
     """(namespace, ref) -> (backend ref, leased)."""
     snapshots: dict[tuple[str, str, str], tuple[int, int, str, dict[str, str]]] = field(default_factory=dict)
     """(namespace, snapshotter, key) -> (id, kind, parent, labels)."""
@@ -85,8 +85,10 @@ def read_metadata(conn: sqlite3.Connection) -> Metadata:
         for ns, id_, labels in conn.execute("SELECT namespace, id, labels FROM leases"):
             m.leases[(ns, id_)] = _labels(labels)
         m.lease_resources = list(conn.execute("SELECT namespace, lease, type, id FROM lease_resources"))
-        for ns, ref, backend_ref, leased in conn.execute("SELECT namespace, ref, backend_ref, leased FROM ingests"):
-            m.ingests[(ns, ref)] = (backend_ref, bool(leased))
+        for ns, ref, backend_ref, leased, created in conn.execute(
+            "SELECT namespace, ref, backend_ref, leased, created_ns FROM ingests"
+        ):
+            m.ingests[(ns, ref)] = (backend_ref, bool(leased), created)
         for id_, ns, sn, key, kind, parent, labels in conn.execute(
             "SELECT id, namespace, snapshotter, key, kind, parent, labels FROM snapshots"
         ):
@@ -193,9 +195,12 @@ def check_leases(m: Metadata, now: datetime) -> Iterator[Problem]:
         elif not _resolves(m, ns, type_, id_):
             yield Problem(Kind.LEASE_RESOURCE_MISSING, f"lease {lease}", f"holds {type_} {id_}, which is not there", ns)
     held = {(ns, id_) for ns, lease, t, id_ in m.lease_resources if t == "ingests" and _live_lease(m, ns, lease, now)}
-    for (ns, ref), (_, leased) in m.ingests.items():
+    stale_before = int((now.timestamp() - UNLEASED_INGEST_TTL) * 1e9)
+    for (ns, ref), (_, leased, created_ns) in m.ingests.items():
         if leased and (ns, ref) not in held:
             yield Problem(Kind.INGEST_EXPIRED, f"ingest {ref}", "opened under a lease that no longer holds it", ns)
+        elif not leased and created_ns <= stale_before:
+            yield Problem(Kind.INGEST_EXPIRED, f"ingest {ref}", "opened without a lease over a day ago", ns)
 
 
 def _live_lease(m: Metadata, ns: str, lease: str, now: datetime) -> bool:
@@ -269,7 +274,7 @@ def check_content(layout: Layout, m: Metadata, *, live: bool, verify: bool) -> I
 def check_ingests(layout: Layout, m: Metadata, *, live: bool) -> Iterator[Problem]:
     wanted = {
         hashlib.sha256(backend_ref.encode()).hexdigest(): (ns, ref, backend_ref)
-        for (ns, ref), (backend_ref, _) in m.ingests.items()
+        for (ns, ref), (backend_ref, _, _) in m.ingests.items()
     }
     on_disk: set[str] = set()
     try:

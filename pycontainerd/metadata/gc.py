@@ -3,7 +3,7 @@
 Roots are images (their targets), content and snapshots labelled
 ``containerd.io/gc.root``, containers (their snapshot, and what their labels
 reference), the resources of unexpired leases, and ingests opened without a
-lease.  Content and snapshots reference content through
+lease during the last day (:data:`UNLEASED_INGEST_TTL`, as containerd's).  Content and snapshots reference content through
 ``containerd.io/gc.ref.content[.<suffix>]`` labels and snapshots through
 ``containerd.io/gc.ref.snapshot.<snapshotter>``; a snapshot also keeps its
 parent.  A lease labelled ``containerd.io/gc.flat`` holds only what it lists.
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+UNLEASED_INGEST_TTL = 24 * 3600.0
+"""Seconds an ingest opened without a lease stays a root; then the collector aborts it."""
 LABEL_ROOT = "containerd.io/gc.root"
 LABEL_REF_CONTENT = "containerd.io/gc.ref.content"
 LABEL_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
@@ -209,7 +211,14 @@ def _sweep_records(
             )
         ]
         (flat.update if LABEL_FLAT in lab else roots.extend)(held)
-    roots += [("ingests", ns, ref) for ns, ref in conn.execute("SELECT namespace, ref FROM ingests WHERE leased = 0")]
+    # An ingest opened without a lease is kept for UNLEASED_INGEST_TTL from its opening, as containerd's.
+    fresh_since = int(now.timestamp() * 1e9) - int(UNLEASED_INGEST_TTL * 1e9)
+    roots += [
+        ("ingests", ns, ref)
+        for ns, ref in conn.execute(
+            "SELECT namespace, ref FROM ingests WHERE leased = 0 AND created_ns > ?", (fresh_since,)
+        )
+    ]
 
     snap_rows: dict[Node, tuple[int, str, dict[str, str]]] = {}
     for sid, ns, snapshotter, key, parent, labels in conn.execute(

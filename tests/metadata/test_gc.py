@@ -13,7 +13,7 @@ from pycontainerd.content import Info, write_blob
 from pycontainerd.images import Descriptor, Image
 from pycontainerd.leases import LABEL_EXPIRE, LABEL_FLAT
 from pycontainerd.metadata import DB
-from pycontainerd.metadata.gc import Node, mark, parse_expiry, references
+from pycontainerd.metadata.gc import UNLEASED_INGEST_TTL, Node, mark, parse_expiry, references
 
 MT = "application/vnd.oci.image.manifest.v1+json"
 
@@ -133,6 +133,20 @@ def test_ingests(db: DB) -> None:
     assert [s.ref for s in db.content("default").list_statuses()] == ["free-ingest"]
     assert stats.ingests_removed == 1
     assert [s.ref for s in db.backend.list_statuses()] == ["default/free-ingest"]
+
+
+def test_unleased_ingests_expire_after_a_day(db: DB) -> None:
+    for ref in ("old-ingest", "new-ingest"):
+        w = db.content("default").writer(ref)
+        w.write(b"partial")
+        w.close()
+    day_ago = time.time_ns() - int(UNLEASED_INGEST_TTL * 1e9) - 1
+    with db.write() as conn:
+        conn.execute("UPDATE ingests SET created_ns = ? WHERE ref = 'old-ingest'", (day_ago,))
+    stats = db.collect_garbage()
+    assert [s.ref for s in db.content("default").list_statuses()] == ["new-ingest"]
+    assert stats.ingests_removed == 1
+    assert [s.ref for s in db.backend.list_statuses()] == ["default/new-ingest"]
 
 
 def test_scheduler_runs_after_delete(db: DB) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pycontainerd.check import Kind, Layout, check
+from pycontainerd.client import Client
 from tests.fixtures.daemon import PycontainerdDaemon
 
 from .support import pyctr
@@ -99,6 +102,27 @@ def test_repair_removes_leftovers_only(pycontainerd_daemon: PycontainerdDaemon) 
     assert (content / "blobs/sha256" / digest.split(":")[1]).exists()
     d.start()
     assert pyctr(d, "content", "ls", "-q").stdout.split() == [digest]
+
+
+def test_an_unleased_ingest_expires_after_a_day(pycontainerd_daemon: PycontainerdDaemon) -> None:
+    d = pycontainerd_daemon
+    with Client(d.address) as c:
+        w = c.content.writer("abandoned", total=100)
+        w.write(b"half of it")
+        w.close()
+    d.stop()
+    assert run_check(d).returncode == 0  # fresh: a writer may come back for it
+    with sqlite3.connect(d.root / "io.containerd.metadata.v1.sqlite" / "meta.db") as db:
+        db.execute("UPDATE ingests SET created_ns = ? WHERE ref = 'abandoned'", (time.time_ns() - 25 * 3600 * 10**9,))
+    r = run_check(d)
+    assert r.returncode == 1
+    assert (
+        r.stdout.splitlines()[0] == "ingest-expired: [default] ingest abandoned: opened without a lease over a day ago"
+    )
+    d.start()  # the start-up collection aborts it, as containerd's collector does past the ingest's expiry
+    d.stop()
+    r = run_check(d)
+    assert r.returncode == 0, r.stdout
 
 
 def test_a_root_without_a_daemon_is_reported_not_a_traceback(tmp_path: Path) -> None:
