@@ -158,6 +158,23 @@ def test_the_socket_group_decides_who_may_call(stranger: Stranger, pycontainerd_
     )
 
 
+def test_the_socket_owner_may_call(stranger: Stranger, pycontainerd_daemon_factory: DaemonFactory) -> None:
+    s = stranger
+    d = pycontainerd_daemon_factory(config=f"version = 2\n[grpc]\nuid = {s.uid}\n")
+    with Client(d.address, namespace="team") as c:
+        held = c.leases.create("keep")
+        write_blob(c.with_lease(held.id).content, "b", _BLOB)
+    st = os.stat(d.address)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o660, s.uid, 0)
+    tried = _allowed(s, d)  # the owner, in no group of the socket's
+    record(
+        area="access",
+        tried="a non-root user named as the socket's owner ([grpc] uid) calling the daemon",
+        count=tried,
+        held="served",
+    )
+
+
 def test_root_and_state_are_closed_to_other_users(
     stranger: Stranger, pycontainerd_daemon_factory: DaemonFactory
 ) -> None:
