@@ -65,7 +65,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=pathlib.Path, help="root directory for persistent data")
     p.add_argument("--state", type=pathlib.Path, help="state directory for transient data")
     p.add_argument("-v", "--version", action="version", version=f"pycontainerd {__version__}")
+    commands = p.add_subparsers(dest="command", metavar="COMMAND")
+    config = commands.add_parser("config", help="print a configuration instead of serving")
+    which = config.add_subparsers(dest="config_command", metavar="default|dump", required=True)
+    which.add_parser("default", help="the full default configuration, as TOML")
+    which.add_parser("dump", help="the configuration in force (file and flags), every plugin's settings filled in")
     return p
+
+
+def _print_config(args: argparse.Namespace) -> int:
+    """``config default`` and ``config dump``: TOML on stdout, the file's warnings on stderr."""
+    from ..server._toml import dumps
+
+    try:
+        server = Server(Config() if args.config_command == "default" else _config(args))
+    except ConfigError as e:
+        return _fail(str(e))
+    if args.config_command == "dump":
+        for warning in server.warnings:
+            print(f"pycontainerd: warning: {warning}", file=sys.stderr)
+    sys.stdout.write(dumps(server.config_document()))
+    return 0
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -107,6 +127,8 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "config":
+        return _print_config(args)
     try:
         cfg = _config(args)
         server = Server(cfg)

@@ -35,6 +35,7 @@ __all__ = [
     "Duration",
     "GRPCConfig",
     "decode_plugin_config",
+    "format_duration",
     "load",
     "parse_duration",
 ]
@@ -243,6 +244,35 @@ def parse_duration(text: str) -> float:
     if not s:
         raise ValueError(f"invalid duration {text!r}")
     return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as Go writes a duration ("0s", "100ms", "1.5s", "2m0s", "1h30m0s"); parse_duration reads it back."""
+    if seconds == 0:
+        return "0s"
+    sign, ns = ("-" if seconds < 0 else ""), round(abs(seconds) * 1e9)
+    if ns < 1_000:
+        return f"{sign}{ns}ns"
+    if ns < 1_000_000:
+        return f"{sign}{_decimal(ns, 1_000)}us"
+    if ns < 1_000_000_000:
+        return f"{sign}{_decimal(ns, 1_000_000)}ms"
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    text = f"{_decimal(rest, 10**9)}s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    if hours:
+        text = f"{hours}h{text}"
+    return sign + text
+
+
+def _decimal(n: int, unit: int) -> str:
+    whole, frac = divmod(n, unit)
+    if not frac:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{frac:0{digits}d}".rstrip("0")
 
 
 def decode_plugin_config(where: str, raw: Mapping[str, Any], spec: type[Any]) -> tuple[dict[str, Any], list[str]]:

@@ -21,6 +21,7 @@ import os
 import pathlib
 import socket
 import stat
+import typing
 from typing import Any
 
 import grpc
@@ -28,7 +29,7 @@ import grpc
 from .._rootlock import LOCK_FILE, try_lock
 from ..plugin import InitContext, Plugin, PluginSet, PluginType, Registration, ordered
 from .builtins import BUILTINS, Builtin
-from .config import Config, ConfigError, decode_plugin_config
+from .config import Config, ConfigError, Duration, decode_plugin_config, format_duration
 
 __all__ = ["LOCK_FILE", "AddressInUse", "RootLocked", "Server", "socket_path"]
 
@@ -100,6 +101,34 @@ class Server:
                 raise ConfigError(f"required_plugins: plugin {name} is not included in pycontainerd")
 
     # -- root lock ----------------------------------------------------------
+
+    def config_document(self) -> dict[str, Any]:
+        """The configuration in force, every plugin's settings filled in, as a TOML document (``config dump``)."""
+        c = self.config
+        grpc_table: dict[str, Any] = {"address": c.grpc.address}
+        for key in ("uid", "gid"):
+            if getattr(c.grpc, key) is not None:
+                grpc_table[key] = getattr(c.grpc, key)
+        grpc_table["max_recv_message_size"] = c.grpc.max_recv_message_size
+        grpc_table["max_send_message_size"] = c.grpc.max_send_message_size
+        plugins: dict[str, Any] = {}
+        for b in self._builtins:
+            reg = b.registration
+            if b.config is None:
+                continue
+            durations = {n for n, h in typing.get_type_hints(b.config, include_extras=True).items() if h == Duration}
+            values = self._plugin_config[reg.uri]
+            plugins[reg.uri] = {k: format_duration(v) if k in durations else v for k, v in values.items()}
+        return {
+            "version": 2,
+            "root": str(c.root),
+            "state": str(c.state),
+            "disabled_plugins": list(c.disabled_plugins),
+            "required_plugins": list(c.required_plugins),
+            "grpc": grpc_table,
+            "debug": {"level": c.log_level},
+            "plugins": plugins,
+        }
 
     def lock(self) -> None:
         """Take the root for this process; raises RootLocked naming the holder's pid."""
