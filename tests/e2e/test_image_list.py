@@ -44,10 +44,11 @@ def test_content_list_follows_every_change(pycontainerd_daemon: PycontainerdDaem
             assert {i.digest: dict(i.labels) for i in leased.content.walk()} == {a: {"k": "v"}, b: {}}
             leased.content.delete(b)
             assert [i.digest for i in leased.content.walk()] == [a]
-            # Shared into another namespace (leases belong to one namespace, so none here).
-            other = c.with_namespace("other")
-            assert write_blob(other.content, "x", b"a", expected=a) == a
-            assert [i.digest for i in other.content.walk()] == [a]
+            # Shared into another namespace, under a lease of its own there (leases belong to one namespace):
+            # without one, a collection that the delete above scheduled may take the record at any moment.
+            with c.with_namespace("other").lease(sync=True) as other:
+                assert write_blob(other.content, "x", b"a", expected=a) == a
+                assert [i.digest for i in other.content.walk()] == [a]
         # The lease is gone and its content collected: the list says so.
         assert list(c.content.walk()) == []
 
