@@ -355,6 +355,8 @@ class Scheduler:
             try:
                 self.last = collect(self._db)
                 self.runs += 1
+            except ContainerdError as e:  # a full disk, say: said in one line, and tried again on the next change
+                log.warning("gc: collection failed: %s", e)
             except Exception:
                 log.exception("gc: collection failed")
             took = time.monotonic() - started

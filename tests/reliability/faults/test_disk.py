@@ -1,6 +1,7 @@
 """A full disk under the daemon's root: during ingest and during unpack.
 
-The daemon's root is a small tmpfs (``size=64m``), filled by a ballast file
+The daemon's root is a small loop-mounted ext4 (64 MB, no blocks reserved
+for root, so what statvfs calls free is all there is), filled by a ballast file
 until only a few MB are free.  A pull whose layer does not fit fails while
 the layer is written; a pull whose small layer unpacks into more than is
 free fails in the unpack.  Each gives one clear error, the daemon keeps
@@ -45,8 +46,12 @@ def _mounts_under(path: Path) -> list[str]:
 def small_root(pycontainerd_daemon_factory: DaemonFactory) -> Iterator[PycontainerdDaemon]:
     d = pycontainerd_daemon_factory(start=False)
     d.root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE_MB}m,mode=0711", "tmpfs", str(d.root)], check=True)
+    image = d.base / "root.ext4"
     try:
+        with open(image, "wb") as f:
+            f.truncate(SIZE_MB << 20)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(d.root)], check=True)  # the loop device goes with it
         d.start()
         yield d
     finally:
@@ -55,6 +60,7 @@ def small_root(pycontainerd_daemon_factory: DaemonFactory) -> Iterator[Pycontain
         for point in reversed(_mounts_under(d.base)):
             if subprocess.run(["umount", point], check=False, capture_output=True).returncode:
                 subprocess.run(["umount", "-l", point], check=False)
+        image.unlink(missing_ok=True)
         assert _mounts_under(d.base) == []
 
 
