@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from .. import content as content_api
-from ..errors import InvalidArgument, ResourceExhausted, quote
+from .._sqlite import transaction
+from ..errors import InvalidArgument, quote
 from ..events import Publisher
 from ..namespaces import validate_namespace
 from ..snapshots import Snapshotter
@@ -103,34 +104,10 @@ class DB:
             outer = getattr(self._local, "writing", False)
             self._local.writing = True
             try:
-                self._conn.execute("SAVEPOINT w" if outer else "BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                self._local.writing = outer
-                raise _translated(e) from None
-            try:
-                yield self._conn
-            except sqlite3.Error as e:
-                self._undo(outer)
-                raise _translated(e) from None
-            except BaseException:
-                self._undo(outer)
-                raise
+                with transaction(self._conn, savepoint="w" if outer else ""):
+                    yield self._conn
             finally:
                 self._local.writing = outer
-            try:
-                self._conn.execute("RELEASE w" if outer else "COMMIT")
-            except sqlite3.Error as e:
-                self._undo(outer)
-                raise _translated(e) from None
-
-    def _undo(self, outer: bool) -> None:
-        """Roll the transaction (or savepoint) back; SQLite may have rolled it back already on a full disk."""
-        if not self._conn.in_transaction:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.execute("ROLLBACK TO w" if outer else "ROLLBACK")
-            if outer:
-                self._conn.execute("RELEASE w")
 
     def generation(self, kind: str, namespace: str) -> int:
         """A counter that changes whenever records of ``kind`` in ``namespace`` change.
@@ -190,13 +167,6 @@ class DB:
                 conn.close()
             self._readers.clear()
             self._conn.close()
-
-
-def _translated(e: sqlite3.Error) -> Exception:
-    """A full disk is the client's RESOURCE_EXHAUSTED, as for blobs; any other SQLite failure stays what it is."""
-    if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-        return ResourceExhausted(f"metadata: no space left on device ({e})")
-    return e
 
 
 def ensure_namespace(conn: sqlite3.Connection, namespace: str) -> None:

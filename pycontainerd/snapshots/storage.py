@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .. import filters
+from .._sqlite import transaction
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, quote
 from ..metadata._util import apply_label_paths, dump_labels, load_labels, now_ns, to_datetime
 from ._types import Info, Kind, Usage, adaptor
@@ -231,14 +232,8 @@ class MetaStore:
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:
         """One transaction, rolled back on any exception (including the caller's filesystem work)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Tx(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, transaction(self._conn):
+            yield Tx(self._conn)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
