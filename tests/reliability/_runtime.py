@@ -131,7 +131,7 @@ class RuntimeEnv:
                 continue
             with contextlib.suppress(OSError):
                 cgroups = Path(f"/proc/{entry}/cgroup").read_text()
-                if marker in cgroups and _alive(int(entry)):
+                if marker in cgroups and alive(int(entry)):
                     cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                     out.append((int(entry), cmd))
         return out
@@ -163,7 +163,8 @@ class RuntimeEnv:
         return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"

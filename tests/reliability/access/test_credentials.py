@@ -15,14 +15,12 @@ Basic header carries, and any bearer token (JWT) the token server issued.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,7 @@ from google.protobuf import text_format
 from pycontainerd.client import Client, RegistryOptions
 from pycontainerd.errors import ContainerdError
 from tests.distribution.support import seed
+from tests.fixtures._faults import FaultyProxy
 from tests.fixtures.daemon import DaemonFactory
 from tests.fixtures.registry import PASSWORD, USER, Registry, RegistryFactory
 from tests.ocibuild import busybox_files, image
@@ -51,62 +50,9 @@ def _leaks(text: str) -> list[str]:
     return [s for s in _secrets() if s in text]
 
 
-class EchoingProxy:
-    """In front of a registry; answers blob GETs with 403 and the Authorization header it got in the message."""
-
-    def __init__(self, upstream: str) -> None:
-        self.denied = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def _handle(self) -> None:
-                if "/blobs/" in self.path:
-                    proxy.denied += 1
-                    body = json.dumps(
-                        {"errors": [{"code": "DENIED", "message": f"denied: {self.headers.get('Authorization', '')}"}]}
-                    ).encode()
-                    self.send_response(403)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                conn = http.client.HTTPConnection(upstream, timeout=30)
-                conn.request(self.command, self.path, headers=dict(self.headers.items()))
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
-                    if k.lower() not in ("content-length", "connection", "transfer-encoding"):
-                        self.send_header(k, v)
-                length = resp.getheader("Content-Length") if self.command == "HEAD" else None
-                self.send_header("Content-Length", length or str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_HEAD = _handle
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(5)
-
-
 @pytest.fixture
-def echoing_proxies() -> Iterator[list[EchoingProxy]]:
-    made: list[EchoingProxy] = []
+def proxies() -> Iterator[list[FaultyProxy]]:
+    made: list[FaultyProxy] = []
     yield made
     for p in made:
         p.close()
@@ -135,7 +81,7 @@ def test_no_credential_leaks(
     mode: str,
     pycontainerd_daemon_factory: DaemonFactory,
     registry_factory: RegistryFactory,
-    echoing_proxies: list[EchoingProxy],
+    proxies: list[FaultyProxy],
     tmp_path: Path,
 ) -> None:
     d = pycontainerd_daemon_factory(args=["--log-level", "debug"])
@@ -196,11 +142,12 @@ def test_no_credential_leaks(
         run(_ctr(d.address, "-n", "six", "images", "pull", "--plain-http", "--user", f"{USER}:{WRONG}", ref), False)
 
         # Authenticated, then refused: a 403 echoing the Authorization header.
-        proxy = EchoingProxy(registry.host)
-        echoing_proxies.append(proxy)
+        proxy = FaultyProxy(registry.host)
+        proxies.append(proxy)
+        proxy.faults.deny_on = "/blobs/"
         denied = f"{proxy.host}/private/other:1"
         run(_pyctr(d.address, "-n", "seven", "images", "pull", "--user", f"{USER}:{PASSWORD}", denied, env=env), False)
-        assert proxy.denied > 0, outputs[-1]
+        assert proxy.faults.denied > 0, outputs[-1]
         with pytest.raises(ContainerdError) as e:
             client.with_namespace("seven").pull(denied, registry=creds, local=True)
         outputs.append(str(e.value))

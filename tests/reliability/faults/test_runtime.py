@@ -40,7 +40,7 @@ from tests.fixtures._shims import shims_under
 from tests.fixtures.containerd import Containerd
 from tests.fixtures.daemon import DaemonFactory
 from tests.ocibuild import busybox_files, image
-from tests.reliability._runtime import BB, REF, RuntimeEnv, one_line
+from tests.reliability._runtime import BB, REF, RuntimeEnv, alive, one_line
 from tests.reliability.soak import record, scale
 from tests.tasks.spec import SPEC_TYPE_URL, minimal_spec, remove_namespace_cgroups
 
@@ -190,7 +190,7 @@ def test_a_runtime_that_hangs_on_create(env: RuntimeEnv, tmp_path: Path) -> None
     assert b"did not finish within 3s" in r.stderr and b"deadline exceeded" in r.stderr, r.stderr
     assert TIMEOUT <= took < TIMEOUT + 10
     pids = [int(p) for p in marks.read_text().split()]
-    assert len(pids) == 2 and not any(_alive(p) for p in pids)  # the runtime and its child: killed as a group
+    assert len(pids) == 2 and not any(alive(p) for p in pids)  # the runtime and its child: killed as a group
     # The gRPC status, through the Python client (and pyctr beside it).
     r = env.pyctr("run", "--runc-binary", str(runtime), REF, "h2", BB, "true", timeout=TIMEOUT + 30)
     assert r.returncode != 0 and one_line(r.stderr) and b"did not finish" in r.stderr, r.stderr
@@ -211,7 +211,7 @@ def test_a_runtime_that_hangs_on_create(env: RuntimeEnv, tmp_path: Path) -> None
             c.tasks.create("h3", rootfs=mounts)
         # The daemon was not held up meanwhile, and is still answering.
         assert c.version()[0]
-    assert not any(_alive(int(p)) for p in marks.read_text().split())
+    assert not any(alive(int(p)) for p in marks.read_text().split())
     assert_clean_after_rm(env, "h1", "h2", "h3")
     record(
         "faults",
@@ -232,7 +232,7 @@ def test_a_shim_that_stops_answering_during_create(env: RuntimeEnv, tmp_path: Pa
     assert b"did not answer create" in r.stderr and b"deadline exceeded" in r.stderr, r.stderr
     assert 2 * TIMEOUT + 5 <= took < 2 * TIMEOUT + 15
     [shim] = [int(p) for p in marks.read_text().split()]
-    assert not _alive(shim)
+    assert not alive(shim)
     assert env.ctr("tasks", "ls").returncode == 0 and env.tasks() == {}
     assert_clean_after_rm(env, "fz1")  # runc's container (created meanwhile) force-deleted, rootfs unmounted
     record(
@@ -241,14 +241,6 @@ def test_a_shim_that_stops_answering_during_create(env: RuntimeEnv, tmp_path: Pa
         1,
         f"DeadlineExceeded after {took:.0f}s; shim killed, runc's container deleted; nothing leaked",
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # -- a shim killed with SIGKILL, here and under containerd --------------------------------------------------
