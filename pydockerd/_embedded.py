@@ -80,7 +80,7 @@ class EmbeddedContainerd:
         self.root, self.state, socket = embedded_layout(data_root, exec_root)
         self.address = str(socket)
         config = Config(root=self.root, state=self.state, grpc=GRPCConfig(address=self.address))
-        config.log_level = "debug" if debug else "warn"
+        config.debug.level = "debug" if debug else "warn"
         try:
             self._server = Server(config)
         except ConfigError as e:  # the defaults are valid; only a broken install gets here

@@ -101,7 +101,7 @@ def _config(args: argparse.Namespace) -> Config:
     if args.address:
         cfg.grpc.address = args.address
     if args.log_level:
-        cfg.log_level = check_log_level("--log-level", args.log_level)
+        cfg.debug.level = check_log_level("--log-level", args.log_level)
     return cfg
 
 
@@ -139,9 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler.addFilter(RedactingFilter())  # no registry credential in any log line
     root_logger = logging.getLogger()
     root_logger.addHandler(handler)
-    root_logger.setLevel(_LEVELS[cfg.log_level])
+    root_logger.setLevel(_LEVELS[cfg.debug.level])
     for noisy in ("grpc", "asyncio"):  # their debug lines are about event-loop plumbing
-        logging.getLogger(noisy).setLevel(max(logging.INFO, _LEVELS[cfg.log_level]))
+        logging.getLogger(noisy).setLevel(max(logging.INFO, _LEVELS[cfg.debug.level]))
     try:
         server.lock()
     except RootLocked as e:

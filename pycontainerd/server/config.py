@@ -29,11 +29,14 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE",
     "DEFAULT_ROOT",
     "DEFAULT_STATE",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "Config",
     "ConfigError",
+    "DebugConfig",
     "Duration",
     "GRPCConfig",
+    "MetricsConfig",
     "decode_plugin_config",
     "format_duration",
     "load",
@@ -46,6 +49,7 @@ DEFAULT_ADDRESS = "/run/pycontainerd/pycontainerd.sock"
 DEFAULT_CONFIG = pathlib.Path("/etc/pycontainerd/config.toml")
 DEFAULT_MAX_MESSAGE = 16 << 20
 LOG_LEVELS = ("trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
+LOG_FORMATS = ("text", "json")
 
 
 class _DurationText:
@@ -61,7 +65,6 @@ _IGNORED_TOP = frozenset(
         "temp",
         "plugin_dir",
         "ttrpc",
-        "metrics",
         "oom_score",
         "cgroup",
         "proxy_plugins",
@@ -71,7 +74,6 @@ _IGNORED_TOP = frozenset(
     }
 )
 _IGNORED_GRPC = frozenset({"tcp_address", "tcp_tls_ca", "tcp_tls_cert", "tcp_tls_key"})
-_IGNORED_DEBUG = frozenset({"address", "uid", "gid", "format"})
 
 
 class ConfigError(Exception):
@@ -90,6 +92,25 @@ class GRPCConfig:
 
 
 @dataclass
+class DebugConfig:
+    """``[debug]``: the debug socket (off when address is empty) and the log's level and format."""
+
+    address: str = ""
+    uid: int | None = None
+    gid: int | None = None
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass
+class MetricsConfig:
+    """``[metrics]``: the Prometheus endpoint, ``host:port`` (off when empty)."""
+
+    address: str = ""
+    grpc_histogram: bool = False
+
+
+@dataclass
 class Config:
     """The whole daemon configuration after file and flags are merged."""
 
@@ -97,7 +118,8 @@ class Config:
     root: pathlib.Path = DEFAULT_ROOT
     state: pathlib.Path = DEFAULT_STATE
     grpc: GRPCConfig = field(default_factory=GRPCConfig)
-    log_level: str = "info"
+    debug: DebugConfig = field(default_factory=DebugConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     disabled_plugins: list[str] = field(default_factory=list)
     required_plugins: list[str] = field(default_factory=list)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -140,7 +162,9 @@ def _apply(cfg: Config, raw: Mapping[str, Any]) -> None:
         elif key == "grpc":
             _apply_grpc(cfg.grpc, _table(key, value), cfg.warnings)
         elif key == "debug":
-            _apply_debug(cfg, _table(key, value))
+            _apply_debug(cfg.debug, _table(key, value), cfg.warnings)
+        elif key == "metrics":
+            _apply_metrics(cfg.metrics, _table(key, value), cfg.warnings)
         elif key in ("disabled_plugins", "required_plugins"):
             setattr(cfg, key, _plugin_uris(key, value, version))
         elif key == "plugins":
@@ -174,15 +198,56 @@ def _apply_grpc(grpc: GRPCConfig, raw: Mapping[str, Any], warnings: list[str]) -
             warnings.append(f"{where}: unknown configuration key, ignored")
 
 
-def _apply_debug(cfg: Config, raw: Mapping[str, Any]) -> None:
+def _apply_debug(debug: DebugConfig, raw: Mapping[str, Any], warnings: list[str]) -> None:
     for key, value in raw.items():
+        where = f"debug.{key}"
         if key == "level":
             if value:
-                cfg.log_level = check_log_level("debug.level", value)
-        elif key in _IGNORED_DEBUG:
-            cfg.warnings.append(f"debug.{key}: not supported by pycontainerd, ignored")
+                debug.level = check_log_level(where, value)
+        elif key == "format":
+            if value:
+                debug.format = check_log_format(where, value)
+        elif key == "address":
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: must be a string (a unix socket path)")
+            debug.address = value
+        elif key in ("uid", "gid"):
+            setattr(debug, key, _int(where, value, minimum=0))
         else:
-            cfg.warnings.append(f"debug.{key}: unknown configuration key, ignored")
+            warnings.append(f"{where}: unknown configuration key, ignored")
+
+
+def _apply_metrics(metrics: MetricsConfig, raw: Mapping[str, Any], warnings: list[str]) -> None:
+    for key, value in raw.items():
+        where = f"metrics.{key}"
+        if key == "address":
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: must be a string (host:port)")
+            if value:
+                check_tcp_address(where, value)
+            metrics.address = value
+        elif key == "grpc_histogram":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: must be true or false, not {value!r}")
+            metrics.grpc_histogram = value
+        else:
+            warnings.append(f"{where}: unknown configuration key, ignored")
+
+
+def check_tcp_address(where: str, value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6, an empty host meaning every address); raises ConfigError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: {value!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def check_log_format(where: str, value: object) -> str:
+    if not isinstance(value, str) or value.lower() not in LOG_FORMATS:
+        raise ConfigError(f"{where}: invalid log format {value!r} (one of {', '.join(LOG_FORMATS)})")
+    return value.lower()
 
 
 def check_log_level(where: str, value: object) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
@@ -62,6 +63,11 @@ def socket_path(address: str) -> pathlib.Path:
     if not address or "://" in address:
         raise ConfigError(f"grpc.address: {address!r} is not a unix socket path")
     return pathlib.Path(address).absolute()
+
+
+def _without_none(table: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no null: an unset key is left out."""
+    return {k: v for k, v in table.items() if v is not None}
 
 
 class Server:
@@ -126,7 +132,8 @@ class Server:
             "disabled_plugins": list(c.disabled_plugins),
             "required_plugins": list(c.required_plugins),
             "grpc": grpc_table,
-            "debug": {"level": c.log_level},
+            "debug": _without_none(dataclasses.asdict(c.debug)),
+            "metrics": dataclasses.asdict(c.metrics),
             "plugins": plugins,
         }
 

@@ -40,7 +40,7 @@ def test_defaults_without_a_file() -> None:
     assert cfg.state == Path("/run/pycontainerd")
     assert cfg.grpc.address == DEFAULT_ADDRESS == "/run/pycontainerd/pycontainerd.sock"
     assert cfg.grpc.max_recv_message_size == cfg.grpc.max_send_message_size == DEFAULT_MAX_MESSAGE == 16 << 20
-    assert cfg.log_level == "info"
+    assert cfg.debug.level == "info"
     assert cfg.warnings == []
 
 
@@ -60,6 +60,12 @@ def test_containerd_keys(tmp_path: Path) -> None:
           max_send_message_size = 2048
         [debug]
           level = "debug"
+          format = "json"
+          address = "/srv/debug.sock"
+          gid = 7
+        [metrics]
+          address = "127.0.0.1:1338"
+          grpc_histogram = true
         [plugins."io.containerd.gc.v1.scheduler"]
           schedule_delay = "250ms"
         """,
@@ -67,7 +73,9 @@ def test_containerd_keys(tmp_path: Path) -> None:
     assert (cfg.root, cfg.state) == (Path("/srv/r"), Path("/srv/s"))
     assert (cfg.grpc.address, cfg.grpc.uid, cfg.grpc.gid) == ("/srv/x.sock", 10, 20)
     assert (cfg.grpc.max_recv_message_size, cfg.grpc.max_send_message_size) == (1024, 2048)
-    assert cfg.log_level == "debug"
+    assert (cfg.debug.level, cfg.debug.format, cfg.debug.address) == ("debug", "json", "/srv/debug.sock")
+    assert (cfg.debug.uid, cfg.debug.gid) == (None, 7)
+    assert (cfg.metrics.address, cfg.metrics.grpc_histogram) == ("127.0.0.1:1338", True)
     assert cfg.disabled_plugins == ["io.containerd.grpc.v1.leases"]
     assert cfg.plugin_section("io.containerd.gc.v1", "scheduler") == (
         "io.containerd.gc.v1.scheduler",
@@ -88,12 +96,15 @@ def test_unknown_and_unsupported_keys_warn(tmp_path: Path) -> None:
           speed = 3
         [ttrpc]
           address = "/x"
+        [metrics]
+          colour = 1
         """,
     )
     assert sorted(cfg.warnings) == [
         "colour: unknown configuration key, ignored",
         "grpc.speed: unknown configuration key, ignored",
         "grpc.tcp_address: not supported by pycontainerd, ignored",
+        "metrics.colour: unknown configuration key, ignored",
         "oom_score: not supported by pycontainerd, ignored",
         "ttrpc: not supported by pycontainerd, ignored",
     ]
@@ -110,6 +121,11 @@ def test_unknown_and_unsupported_keys_warn(tmp_path: Path) -> None:
         ("version = 2\n[grpc]\nmax_recv_message_size = true", "grpc.max_recv_message_size"),
         ('version = 2\n[grpc]\naddress = ""', "grpc.address"),
         ('version = 2\n[debug]\nlevel = "loud"', "debug.level"),
+        ('version = 2\n[debug]\nformat = "xml"', "debug.format"),
+        ("version = 2\n[debug]\naddress = 1", "debug.address"),
+        ('version = 2\n[metrics]\naddress = "localhost"', "metrics.address"),
+        ('version = 2\n[metrics]\naddress = "127.0.0.1:99999"', "metrics.address"),
+        ('version = 2\n[metrics]\ngrpc_histogram = "yes"', "metrics.grpc_histogram"),
         ('version = 2\ndisabled_plugins = ["cri"]', "disabled_plugins"),
         ("version = 2\ngrpc = 1", "grpc"),
         ("version = 2\n[plugins.scheduler]\nx = 1", 'plugins."scheduler"'),
