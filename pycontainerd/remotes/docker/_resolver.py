@@ -9,16 +9,37 @@ import socket
 from collections.abc import Callable, Sequence
 from http.client import HTTPException
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlencode, urljoin
 
 from urllib3.exceptions import HTTPError, ReadTimeoutError
 
-from ...errors import DeadlineExceeded, InvalidArgument, NotFound, NotImplementedYet, OutOfRange, Unavailable
+from ...errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    NotImplementedYet,
+    OutOfRange,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+    Unknown,
+)
 from ...images import Descriptor
 from ...images import mediatypes as mt
 from ...reference import Reference, parse_normalized
-from ._session import USER_AGENT, Credentials, HostOptions, HostsFn, Session, fail, registry_error, registry_host
+from ._hosts import PULL, PUSH, RESOLVE
+from ._session import (
+    USER_AGENT,
+    Credentials,
+    Endpoint,
+    HostOptions,
+    HostsFn,
+    Session,
+    fail,
+    registry_error,
+    registry_host,
+)
 
 __all__ = ["DockerResolver"]
 
@@ -220,6 +241,39 @@ class _Response:
         self.close()
 
 
+_FALLBACK = (Unavailable, DeadlineExceeded, NotFound, Unauthenticated, PermissionDenied, Unknown, OutOfRange)
+"""Failures another host may not have: the next host is tried (containerd tries it after any failure)."""
+
+T = TypeVar("T")
+
+
+def _capable(hosts: Sequence[Endpoint], capability: str, what: str) -> list[Endpoint]:
+    found = [h for h in hosts if capability in h.capabilities]
+    if not found:
+        raise NotFound(f"{what}: no host in the registry's hosts.toml has the {capability!r} capability")
+    return found
+
+
+def _first(hosts: Sequence[Endpoint], what: str, attempt: Callable[[Endpoint], T]) -> T:
+    """What ``attempt`` gives for the first host that can answer, trying them in order.
+
+    The error, when none can, is the last host's, with what the others said
+    after it on the same line.
+    """
+    earlier: list[str] = []
+    for i, h in enumerate(hosts):
+        try:
+            return attempt(h)
+        except _FALLBACK as e:
+            if i + 1 < len(hosts):
+                earlier.append(str(e).removeprefix(f"{what}: "))
+                continue
+            if earlier:
+                raise type(e)(f"{e} (tried before: {'; '.join(earlier)})") from None
+            raise
+    raise AssertionError("no hosts")  # _capable never gives an empty list
+
+
 class _Fetcher:
     def __init__(self, session: Session, ref: Reference) -> None:
         self._s = session
@@ -234,27 +288,34 @@ class _Fetcher:
             return _Response(None, what, ref.domain, 0.0)  # nothing left to fetch; a registry would answer 416
         document = mt.is_index(desc.media_type) or mt.is_manifest(desc.media_type) or mt.is_schema1(desc.media_type)
         kind = "manifests" if document else "blobs"
-        url = f"{s.base(ref.domain)}{ref.path}/{kind}/{desc.digest}"
         accept = {"Accept": f"{desc.media_type}, {_ACCEPT}" if document else "*/*"}
+        hosts = _capable(s.hosts(ref.domain), PULL, what)
+        serving = [hosts[0]]  # the host that answered last: a resumed fetch asks it first
 
-        def open_at(at: int) -> Any:
+        def open_on(h: Endpoint, at: int) -> Any:
             headers = {**accept, "Range": f"bytes={at}-"} if at > 0 else accept
-            resp = s.request("GET", url, host=ref.domain, scopes=_pull(ref), headers=headers, stream=True, what=what)
+            url = h.url(ref.path, kind, desc.digest)
+            resp = s.request("GET", url, host=h, scopes=_pull(ref), headers=headers, stream=True, what=what)
             if resp.status == 404:
                 resp.release_conn()
-                raise NotFound(f"{what}: not found on {ref.domain}")
+                raise NotFound(f"{what}: not found on {h.netloc}")
             if resp.status == 416:
                 resp.release_conn()
-                raise OutOfRange(f"{what}: {ref.domain} cannot send from offset {at}")
+                raise OutOfRange(f"{what}: {h.netloc} cannot send from offset {at}")
             if resp.status not in (200, 206):
-                raise fail(resp, what, ref.domain)
+                raise fail(resp, what, h.netloc)
+            serving[0] = h
             return resp
 
+        def open_at(at: int) -> Any:
+            order = [serving[0], *(h for h in hosts if h is not serving[0])]
+            return _first(order, what, lambda h: open_on(h, at))
+
         resp = open_at(offset)
-        opts = s.options(ref.domain)
+        h = serving[0]
         skip = offset if resp.status == 200 else 0  # no range support: skip what we have
         stream = _Response(
-            resp, what, ref.domain, opts.timeout, reopen=open_at, retries=opts.retries, offset=offset - skip
+            resp, what, h.netloc, h.options.timeout, reopen=open_at, retries=h.options.retries, offset=offset - skip
         )
         if skip:
             left, scratch = skip, memoryview(bytearray(min(skip, 1 << 20)))
@@ -262,7 +323,7 @@ class _Fetcher:
                 got = stream.readinto(scratch[: min(left, len(scratch))])
                 if not got:
                     stream.close()
-                    raise Unavailable(f"{what}: {ref.domain} sent less than the {skip} bytes already held")
+                    raise Unavailable(f"{what}: {h.netloc} sent less than the {skip} bytes already held")
                 left -= got
         return stream
 
@@ -286,6 +347,10 @@ class _Pusher:
         self._s = session
         self._ref = ref
 
+    def _host(self, what: str) -> Endpoint:
+        """Where pushes go: the first host allowed to take them (containerd does not spread a push)."""
+        return _capable(self._s.hosts(self._ref.domain), PUSH, what)[0]
+
     def _scopes(self, mount_from: Sequence[str] = ()) -> list[str]:
         return [f"repository:{self._ref.path}:pull,push", *(f"repository:{r}:pull" for r in mount_from)]
 
@@ -297,12 +362,13 @@ class _Pusher:
     def _push_document(self, desc: Descriptor, open_blob: Callable[[], BinaryIO]) -> str:
         ref, s = self._ref, self._s
         target = ref.tag or desc.digest
-        url = f"{s.base(ref.domain)}{ref.path}/manifests/"
         what = f"push {ref.name}:{target}" if ref.tag else f"push {ref.name}@{desc.digest}"
+        h = self._host(what)
+        url = f"{h.base}{ref.path}/manifests/"
         head = s.request(
             "HEAD",
             url + target,
-            host=ref.domain,
+            host=h,
             scopes=self._scopes(),
             headers={"Accept": f"{desc.media_type}, {_ACCEPT}"},
             what=what,
@@ -316,43 +382,44 @@ class _Pusher:
         resp = s.request(
             "PUT",
             url + target,
-            host=ref.domain,
+            host=h,
             scopes=self._scopes(),
             headers={"Content-Type": desc.media_type},
             body=data,
             what=what,
         )
         if resp.status not in (200, 201):
-            raise _push_error(resp, what, ref.domain)
+            raise _push_error(resp, what, h.netloc)
         return "pushed"
 
     def _push_blob(self, desc: Descriptor, open_blob: Callable[[], BinaryIO], mount_from: Sequence[str]) -> str:
         ref, s = self._ref, self._s
-        base = f"{s.base(ref.domain)}{ref.path}/blobs/"
         what = f"push {ref.name}@{desc.digest}"
+        h = self._host(what)
+        base = f"{h.base}{ref.path}/blobs/"
         scopes = self._scopes(mount_from)
-        head = s.request("HEAD", base + desc.digest, host=ref.domain, scopes=scopes, what=what)
+        head = s.request("HEAD", base + desc.digest, host=h, scopes=scopes, what=what)
         if head.status == 200:
             return "exists"
         location = ""
         for repo in mount_from:
             query = urlencode({"mount": desc.digest, "from": repo})
-            resp = s.request("POST", f"{base}uploads/?{query}", host=ref.domain, scopes=scopes, what=what)
+            resp = s.request("POST", f"{base}uploads/?{query}", host=h, scopes=scopes, what=what)
             if resp.status == 201:
                 return "mounted"
             if resp.status == 202:  # not mountable from there: the registry opened an upload instead
                 location = urljoin(base, resp.headers.get("Location", ""))
                 break
         if not location:
-            resp = s.request("POST", f"{base}uploads/", host=ref.domain, scopes=scopes, what=what)
+            resp = s.request("POST", f"{base}uploads/", host=h, scopes=scopes, what=what)
             if resp.status != 202 or not resp.headers.get("Location"):
-                raise _push_error(resp, what, ref.domain)
+                raise _push_error(resp, what, h.netloc)
             location = urljoin(base, resp.headers["Location"])
-        chunk = s.options(ref.domain).chunk_size
+        chunk = h.options.chunk_size
         with open_blob() as f:
             if desc.size <= chunk:
                 data = f.read()
-                return self._finish(location, desc, data, what)
+                return self._finish(h, location, desc, data, what)
             sent = 0
             while sent < desc.size:
                 data = f.read(min(chunk, desc.size - sent))
@@ -361,7 +428,7 @@ class _Pusher:
                 resp = s.request(
                     "PATCH",
                     location,
-                    host=ref.domain,
+                    host=h,
                     scopes=scopes,
                     headers={
                         "Content-Type": "application/octet-stream",
@@ -371,27 +438,27 @@ class _Pusher:
                     what=what,
                 )
                 if resp.status != 202:
-                    raise _push_error(resp, what, ref.domain)
+                    raise _push_error(resp, what, h.netloc)
                 location = urljoin(location, resp.headers.get("Location", location))
                 sent += len(data)
         if sent != desc.size:
             raise InvalidArgument(f"{what}: the local blob has {sent} bytes, its descriptor {desc.size}")
-        return self._finish(location, desc, b"", what)
+        return self._finish(h, location, desc, b"", what)
 
-    def _finish(self, location: str, desc: Descriptor, data: bytes, what: str) -> str:
-        ref, s = self._ref, self._s
+    def _finish(self, h: Endpoint, location: str, desc: Descriptor, data: bytes, what: str) -> str:
+        s = self._s
         url = location + ("&" if "?" in location else "?") + urlencode({"digest": desc.digest})
         resp = s.request(
             "PUT",
             url,
-            host=ref.domain,
+            host=h,
             scopes=self._scopes(),
             headers={"Content-Type": "application/octet-stream"},
             body=data,
             what=what,
         )
         if resp.status != 201:
-            raise _push_error(resp, what, ref.domain)
+            raise _push_error(resp, what, h.netloc)
         return "pushed"
 
 
@@ -427,29 +494,36 @@ class DockerResolver:
 
     def resolve(self, ref: str) -> tuple[str, Descriptor]:
         r = parse_normalized(ref)
-        s = self._session
-        url = f"{s.base(r.domain)}{r.path}/manifests/{r.object}"
         what = f"resolve {r}"
-        head = s.request("HEAD", url, host=r.domain, scopes=_pull(r), headers={"Accept": _ACCEPT}, what=what)
+        # A tag is trusted only from hosts allowed to resolve; a digest checks itself, so any puller will do.
+        hosts = _capable(self._session.hosts(r.domain), PULL, what)
+        if not r.digest:
+            hosts = _capable(hosts, RESOLVE, what)
+        return str(r), _first(hosts, what, lambda h: self._resolve_on(h, r, what))
+
+    def _resolve_on(self, h: Endpoint, r: Reference, what: str) -> Descriptor:
+        s = self._session
+        url = h.url(r.path, "manifests", r.object)
+        head = s.request("HEAD", url, host=h, scopes=_pull(r), headers={"Accept": _ACCEPT}, what=what)
         if head.status == 404:
-            raise NotFound(f"{what}: not found")
+            raise NotFound(f"{what}: not found on {h.netloc}")
         media_type = (head.headers.get("Content-Type") or "").split(";")[0].strip()
         digest = head.headers.get("Docker-Content-Digest") or ""
         size = head.headers.get("Content-Length")
         known = mt.is_index(media_type) or mt.is_manifest(media_type)
         if head.status == 200 and known and digest and size and (not r.digest or digest == r.digest):
-            return str(r), Descriptor(media_type, digest, int(size))
+            return Descriptor(media_type, digest, int(size))
         if head.status not in (200, 405):
-            raise fail(head, what, r.domain)
+            raise fail(head, what, h.netloc)
         # No usable HEAD answer: fetch the document and see for ourselves.
-        resp = s.request("GET", url, host=r.domain, scopes=_pull(r), headers={"Accept": _ACCEPT}, what=what)
+        resp = s.request("GET", url, host=h, scopes=_pull(r), headers={"Accept": _ACCEPT}, what=what)
         if resp.status == 404:
-            raise NotFound(f"{what}: not found")
+            raise NotFound(f"{what}: not found on {h.netloc}")
         if resp.status != 200:
-            raise fail(resp, what, r.domain)
+            raise fail(resp, what, h.netloc)
         data: bytes = resp.data
         if len(data) > _MAX_DOCUMENT:
-            raise InvalidArgument(f"{what}: the manifest is over {_MAX_DOCUMENT} bytes")
+            raise InvalidArgument(f"{what}: the manifest on {h.netloc} is over {_MAX_DOCUMENT} bytes")
         media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
         declared = _declared_type(data)
         if mt.is_schema1(media_type) or declared == "schema1":
@@ -457,11 +531,11 @@ class DockerResolver:
         if not (mt.is_index(media_type) or mt.is_manifest(media_type)):
             media_type = declared
         if not (mt.is_index(media_type) or mt.is_manifest(media_type)):
-            raise InvalidArgument(f"{what}: unknown manifest media type {media_type or '(none)'!r}")
+            raise InvalidArgument(f"{what}: unknown manifest media type {media_type or '(none)'!r} on {h.netloc}")
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if r.digest and r.digest != digest:
-            raise InvalidArgument(f"{what}: the registry sent content with digest {digest}")
-        return str(r), Descriptor(media_type, digest, len(data))
+            raise InvalidArgument(f"{what}: {h.netloc} sent content with digest {digest}")
+        return Descriptor(media_type, digest, len(data))
 
     def fetcher(self, ref: str) -> _Fetcher:
         return _Fetcher(self._session, parse_normalized(ref))
@@ -476,9 +550,10 @@ class DockerResolver:
         """
         s = self._session
         what = f"login to {registry_host(host)}"
-        resp = s.request("GET", s.base(host), host=host, scopes=(), what=what)
+        h = s.server(host)
+        resp = s.request("GET", h.base, host=h, scopes=(), what=what)
         if resp.status != 200:
-            raise fail(resp, what, host)
+            raise fail(resp, what, h.netloc)
         resp.release_conn()
 
     def pusher(self, ref: str) -> _Pusher:

@@ -49,10 +49,11 @@ from ...errors import (
 )
 from ._challenge import Challenge, parse_challenges
 from ._credentials import redact, remember
-from ._hosts import host_config
+from ._hosts import HostConfig, registry_hosts
 
 __all__ = [
     "Credentials",
+    "Endpoint",
     "HostOptions",
     "HostsFn",
     "Session",
@@ -171,30 +172,41 @@ class _Token:
 
 
 @dataclass
-class _Host:
-    """What a session knows about one registry: its options, its pool and the scheme in use."""
+class Endpoint:
+    """One host a registry's name leads to (a mirror, or the registry's server), as a session reaches it."""
 
+    key: str  # whose credentials and tokens: the registry's name for its own server, the host's for a mirror
+    netloc: str
+    scheme: str
+    path: str  # the API root, "/v2" as a rule
+    capabilities: frozenset[str]
+    namespace: str  # the registry's name when this host serves it on its behalf (sent as ``?ns=``), else ""
     options: HostOptions
     pool: urllib3.PoolManager
-    scheme: str
-    netloc: str  # where the API is served (Docker Hub's differs from its name)
     fallback: bool  # HTTPS first, HTTP if the server does not speak TLS
     headers: Mapping[str, str]
 
     @property
     def base(self) -> str:
-        return f"{self.scheme}://{self.netloc}/v2/"
+        """The API root's URL, with a trailing slash."""
+        return f"{self.scheme}://{self.netloc}{self.path}/"
+
+    def url(self, repository: str, kind: str, name: str, *, proxied: bool = True) -> str:
+        """``<base><repository>/<kind>/<name>``, telling a mirror which registry it stands in for."""
+        url = f"{self.base}{repository}/{kind}/{name}"
+        return f"{url}?{urlencode({'ns': self.namespace})}" if proxied and self.namespace else url
 
 
 HostsFn = Callable[[str], HostOptions]
 
 
 class Session:
-    """Requests to registries with auth and retries; thread-safe, one pool per registry.
+    """Requests to registries with auth and retries; thread-safe, one pool per host.
 
     ``hosts`` is one :class:`HostOptions` for every registry or a function
     giving each registry's (``docker.io``, ``localhost:5000``); ``timeout``
-    and ``retries``, when given, override the options' own.
+    and ``retries``, when given, override the options' own.  A registry's
+    hosts directory may list mirrors to try before it (:mod:`._hosts`).
     """
 
     def __init__(
@@ -219,58 +231,75 @@ class Session:
         self._user_agent = user_agent
         self._timeout_override = timeout
         self._retries_override = retries
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: dict[str, tuple[Endpoint, ...]] = {}
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._basic: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def options(self, host: str) -> HostOptions:
-        """The options in force for ``host`` (with this session's timeout and retries)."""
-        return self._host(host).options
-
-    def _host(self, host: str) -> _Host:
+    def hosts(self, registry: str) -> tuple[Endpoint, ...]:
+        """Where ``registry`` (a reference's domain) is served, in the order to try; its own server last."""
         with self._lock:
-            known = self._hosts.get(host)
+            known = self._hosts.get(registry)
         if known is not None:
             return known
-        opts = self._hosts_fn(host)
+        opts = self._hosts_fn(registry)
         if self._timeout_override is not None:
             opts = replace(opts, timeout=self._timeout_override)
         if self._retries_override is not None:
             opts = replace(opts, retries=self._retries_override)
-        extra = host_config(opts.hosts_dir, host)
-        if extra.dial_timeout is not None:
-            opts = replace(opts, dial_timeout=extra.dial_timeout)
-        skip = opts.skip_verify if extra.skip_verify is None else extra.skip_verify
+        made = tuple(self._endpoint(registry, opts, c) for c in registry_hosts(opts.hosts_dir, registry))
+        with self._lock:
+            return self._hosts.setdefault(registry, made)
+
+    def server(self, registry: str) -> Endpoint:
+        """``registry``'s own server: the last of its hosts."""
+        return self.hosts(registry)[-1]
+
+    @staticmethod
+    def _endpoint(registry: str, opts: HostOptions, c: HostConfig) -> Endpoint:
+        if c.dial_timeout is not None:
+            opts = replace(opts, dial_timeout=c.dial_timeout)
+        skip = opts.skip_verify if c.skip_verify is None else c.skip_verify
         context = ssl.create_default_context()
         if skip:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)  # asked for, so no nagging
-        cas = [ca for ca in (opts.ca_file, *extra.ca_files) if ca]
+        cas = [ca for ca in (opts.ca_file, *c.ca_files) if ca]
+        netloc = c.host or registry_host(registry)
         for ca in cas:
             try:
                 context.load_verify_locations(cafile=ca)
             except (OSError, ssl.SSLError) as e:
-                raise InvalidArgument(f"{host}: cannot use CA file {ca}: {e}") from None
-        netloc = registry_host(host)
-        scheme, fallback = endpoint(netloc, opts.plain_http, bool(cas) or skip, extra.scheme)
+                raise InvalidArgument(f"{netloc}: cannot use CA file {ca}: {e}") from None
+        for cert, key in c.client_pairs:
+            try:
+                context.load_cert_chain(cert, key or None)
+            except (OSError, ssl.SSLError) as e:
+                raise InvalidArgument(f"{netloc}: cannot use client certificate {cert}: {e}") from None
+        scheme, fallback = endpoint(netloc, opts.plain_http, bool(cas) or skip, c.scheme)
+        own = netloc in (registry, registry_host(registry))
         pool = urllib3.PoolManager(maxsize=16, block=False, ssl_context=context)
-        entry = _Host(opts, pool, scheme, netloc, fallback, {**opts.headers, **extra.headers})
-        with self._lock:
-            return self._hosts.setdefault(host, entry)
+        return Endpoint(
+            key=registry if own else netloc,
+            netloc=netloc,
+            scheme=scheme,
+            path=c.path,
+            capabilities=c.capabilities,
+            namespace="" if own else registry,
+            options=opts,
+            pool=pool,
+            fallback=fallback,
+            headers={**opts.headers, **c.headers},
+        )
 
-    def base(self, host: str) -> str:
-        """The ``/v2/`` URL of ``host`` (a reference's domain)."""
-        return self._host(host).base
-
-    def _fall_back(self, h: _Host) -> None:
+    def _fall_back(self, h: Endpoint) -> None:
         """Switch ``h`` to plain HTTP for good (URLs made before are rewritten as they are used)."""
         with self._lock:
             h.scheme, h.fallback = "http", False
 
     @staticmethod
-    def _rewrite(h: _Host, url: str) -> str:
+    def _rewrite(h: Endpoint, url: str) -> str:
         if h.scheme == "http" and url.startswith(f"https://{h.netloc}/"):
             return "http://" + url.removeprefix("https://")
         return url
@@ -278,6 +307,7 @@ class Session:
     # -- auth ----------------------------------------------------------------
 
     def _cached(self, host: str, scopes: Sequence[str]) -> str | None:
+        """The Authorization header for ``host`` (an endpoint's ``key``) and ``scopes``, if one is known."""
         key = (host, " ".join(sorted(scopes)))
         with self._lock:
             tok = self._tokens.get(key)
@@ -293,12 +323,13 @@ class Session:
             remember(*creds)
         return creds
 
-    def _authorize(self, host: str, scopes: Sequence[str], challenges: list[Challenge]) -> None:
+    def _authorize(self, h: Endpoint, scopes: Sequence[str], challenges: list[Challenge]) -> None:
         """Meet a 401's challenge so that the next try carries an Authorization header."""
+        host = h.key
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         creds = self._creds(host)
         if bearer is not None and bearer.params.get("realm"):
-            self._fetch_token(host, scopes, bearer, creds)
+            self._fetch_token(h, scopes, bearer, creds)
             return
         if any(c.scheme == "basic" for c in challenges):
             if creds is None:
@@ -310,8 +341,9 @@ class Session:
         raise Unauthenticated(f"{host}: unsupported authentication challenge")
 
     def _fetch_token(
-        self, host: str, scopes: Sequence[str], challenge: Challenge, creds: tuple[str, str] | None
+        self, h: Endpoint, scopes: Sequence[str], challenge: Challenge, creds: tuple[str, str] | None
     ) -> None:
+        host = h.key
         realm = challenge.params["realm"]
         if not realm.startswith(("https://", "http://")):
             raise Unauthenticated(f"{host}: token realm {realm!r} is not an HTTP URL")
@@ -325,7 +357,6 @@ class Session:
             query.append(("account", creds[0]))
             headers["Authorization"] = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
-        h = self._host(host)
         try:
             resp = h.pool.request("GET", url, headers=headers, timeout=self._timeout(h), retries=False)
         except NewConnectionError as e:  # a TimeoutError to urllib3, though usually a refusal
@@ -356,7 +387,7 @@ class Session:
     # -- requests ------------------------------------------------------------
 
     @staticmethod
-    def _timeout(h: _Host) -> urllib3.Timeout:
+    def _timeout(h: Endpoint) -> urllib3.Timeout:
         o = h.options
         return urllib3.Timeout(connect=o.dial_timeout or o.timeout, read=o.timeout)
 
@@ -365,7 +396,7 @@ class Session:
         method: str,
         url: str,
         *,
-        host: str,
+        host: Endpoint,
         scopes: Sequence[str],
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
@@ -374,7 +405,7 @@ class Session:
     ) -> Any:
         """One request, authenticated and retried as it allows; the response (unread when ``stream``)."""
         what = what or f"{method} {url}"
-        h = self._host(host)
+        h = host
         timeout = h.options.timeout
         attempts = h.options.retries + 1 if method in _IDEMPOTENT else 1
         authed = False
@@ -382,7 +413,7 @@ class Session:
         while True:
             url = self._rewrite(h, url)
             hdrs = {"User-Agent": self._user_agent, **h.headers, **(headers or {})}
-            auth = self._cached(host, scopes)
+            auth = self._cached(h.key, scopes)
             if auth:
                 hdrs["Authorization"] = auth
             try:
@@ -418,7 +449,7 @@ class Session:
             if resp.status == 401 and not authed:
                 challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
                 _drain(resp)
-                self._authorize(host, scopes, challenges)
+                self._authorize(h, scopes, challenges)
                 authed = True
                 continue
             if resp.status == 401:
@@ -449,7 +480,7 @@ class Session:
 
     def close(self) -> None:
         with self._lock:
-            hosts, self._hosts = list(self._hosts.values()), {}
+            hosts, self._hosts = [h for hs in self._hosts.values() for h in hs], {}
         for h in hosts:
             h.pool.clear()
 
