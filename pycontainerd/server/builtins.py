@@ -156,13 +156,18 @@ class TransferConfig:
     that long is asked for again, from where it stopped); ``registry_retries``
     further tries follow a failure; a 429's Retry-After is waited out up to
     ``max_retry_after``.  A hosts.toml ``dial_timeout`` overrides the connect limit.
+    ``config_path`` is the hosts directory (containerd's ``certs.d`` layout, as
+    CRI's ``config_path``) for requests that name none.
     """
 
     registry_timeout: Duration = 30.0
     registry_retries: int = 3
     max_retry_after: Duration = 30.0
+    config_path: str = ""
 
     def __post_init__(self) -> None:
+        if self.config_path and not self.config_path.startswith("/"):
+            raise ValueError(f"config_path: {self.config_path!r} must be an absolute path")
         if not 0 < self.registry_timeout <= 3600:
             raise ValueError(f"registry_timeout: {self.registry_timeout}s must be more than 0 and at most 1h")
         if not 0 <= self.registry_retries <= 100:
@@ -292,7 +297,13 @@ def _init_transfer_service(ic: InitContext) -> object:
     ic.get(PluginType.GC, Scheduler)  # a pull's temporary lease is collected once it ends
     snapshots = ic.get(PluginType.SERVICE, SnapshotsServiceConfig, "snapshots-service")
     c = TransferConfig(**ic.config)
-    hosts = HostOptions(timeout=c.registry_timeout, retries=c.registry_retries, max_retry_after=c.max_retry_after)
+    hosts = HostOptions(
+        timeout=c.registry_timeout,
+        retries=c.registry_retries,
+        max_retry_after=c.max_retry_after,
+        hosts_dir=c.config_path,
+    )
+    ic.properties["config_path"] = c.config_path
     return TransferService(
         ic.get(PluginType.METADATA, DB), ic.get(PluginType.STREAMING, StreamManager), snapshots.default, hosts
     )
