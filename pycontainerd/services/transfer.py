@@ -129,7 +129,7 @@ class TransferService(pb_grpc.TransferServicer):
     def __init__(
         self, db: DB, streams: Manager, default_snapshotter: str = "overlayfs", hosts: HostOptions | None = None
     ) -> None:
-        """``hosts``: the timeouts and retries every registry gets (the rest comes with each request)."""
+        """``hosts``: the timeouts and retries every registry gets, and the hosts directory of requests naming none."""
         self._default_snapshotter = default_snapshotter
         self._hosts = hosts or HostOptions()
         self._db = db
@@ -147,7 +147,10 @@ class TransferService(pb_grpc.TransferServicer):
         if src.default_scheme not in ("", "http", "https"):
             raise InvalidArgument(f"default_scheme {src.default_scheme!r}: want http or https")
         hosts = replace(
-            self._hosts, plain_http=src.default_scheme == "http", headers=dict(src.headers), hosts_dir=src.host_dir
+            self._hosts,
+            plain_http=src.default_scheme == "http",
+            headers=dict(src.headers),
+            hosts_dir=src.host_dir or self._hosts.hosts_dir,
         )
         return DockerResolver(hosts, credentials=credentials)
 
