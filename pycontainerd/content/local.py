@@ -208,6 +208,24 @@ class LocalStore:
 
         return gen()
 
+    def totals(self) -> tuple[int, int]:
+        """How many blobs the store holds and their bytes on disk (for metrics; no digest is checked)."""
+        count = size = 0
+        for algo in _ALGORITHMS:
+            try:
+                entries = os.scandir(self._blobs / algo)
+            except FileNotFoundError:
+                continue
+            with entries:
+                for e in entries:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    count += 1
+                    size += st.st_size
+        return count, size
+
     def delete(self, digest: str) -> None:
         path = blob_path(self._blobs, digest)
         try:

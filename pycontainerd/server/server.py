@@ -28,7 +28,9 @@ from typing import Any
 import grpc
 
 from .._rootlock import LOCK_FILE, try_lock
+from ..metrics._http import MetricsServer
 from ..plugin import InitContext, Plugin, PluginSet, PluginType, Registration, ordered
+from ._metrics import start_metrics
 from .builtins import BUILTINS, Builtin
 from .config import Config, ConfigError, Duration, decode_plugin_config, format_duration
 
@@ -87,6 +89,7 @@ class Server:
         self._grpc: grpc.aio.Server | None = None
         self._socket_ino: int | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.metrics: MetricsServer | None = None
         known: set[str] = set()
         for b in builtins:
             reg = b.registration
@@ -233,6 +236,7 @@ class Server:
         finally:
             os.umask(old)
         self._grpc = server
+        self.metrics = await start_metrics(self.config.metrics, self.plugins)
         st = os.stat(self.socket)
         self._socket_ino = st.st_ino
         os.chmod(self.socket, 0o660)
@@ -271,6 +275,9 @@ class Server:
             shutdown = getattr(plugin.instance, "shutdown", None)
             if plugin.ok and shutdown is not None and inspect.iscoroutinefunction(shutdown):
                 await shutdown()
+        if self.metrics is not None:
+            await self.metrics.close()
+            self.metrics = None
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None

@@ -206,6 +206,11 @@ class LocalSnapshotter(abc.ABC):
             infos = tx.walk(filters)
         yield from infos
 
+    def totals(self) -> dict[Kind, tuple[int, int, int]]:
+        """Per kind: count, and recorded bytes and inodes (committed snapshots'; active ones change too often)."""
+        with self._ms.read() as tx:
+            return tx.totals()
+
     def cleanup(self) -> None:
         """Delete directories that no record names: removals a crash interrupted, snapshots never recorded."""
         with self._cleaning:

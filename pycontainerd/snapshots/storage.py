@@ -212,6 +212,13 @@ class Tx:
     def ids(self) -> set[str]:
         return {str(r[0]) for r in self._c.execute("SELECT id FROM snapshots")}
 
+    def totals(self) -> dict[Kind, tuple[int, int, int]]:
+        """Per kind: how many snapshots, and the bytes and inodes of those whose usage is recorded."""
+        rows = self._c.execute(
+            "SELECT kind, COUNT(*), SUM(MAX(size, 0)), SUM(MAX(inodes, 0)) FROM snapshots GROUP BY kind"
+        ).fetchall()
+        return {Kind(kind): (count, size or 0, inodes or 0) for kind, count, size, inodes in rows}
+
     def parent_ids(self, key: str) -> tuple[str, ...]:
         """The ids of the chain under any snapshot, nearest first."""
         return self._chain(self._row(key)[2])

@@ -32,7 +32,16 @@ from ..api.convert import mount_to_pb
 from ..api.events import task_pb2 as ev
 from ..api.runtime.runc.options import oci_pb2 as runc_pb
 from ..containers import Container, TypedValue
-from ..errors import AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, Unavailable, quote
+from ..errors import (
+    AlreadyExists,
+    ContainerdError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    quote,
+)
 from ..events import Publisher
 from ..identifiers import validate
 from ..mount import Mount
@@ -212,6 +221,23 @@ class TaskManager:
 
     def list(self, namespace: str) -> builtins.list[Task]:
         return [t for (ns, _), t in sorted(self._tasks.items()) if ns == namespace]
+
+    async def stats(self, timeout: float = 2.0) -> builtins.list[tuple[str, str, Message]]:
+        """(namespace, id, cgroups Metrics message) of every task in every namespace, asked of all shims at once.
+
+        A task without a cgroup, or whose shim does not answer within
+        ``timeout`` (frozen, say), is left out rather than holding up the rest.
+        """
+
+        async def one(task: Task) -> tuple[str, str, Message] | None:
+            try:
+                return task.namespace, task.id, await asyncio.wait_for(task.shim.stats(), timeout)
+            except (ContainerdError, TimeoutError) as e:
+                log.debug("no statistics for task %s/%s: %s", task.namespace, task.id, e)
+                return None
+
+        live = [t for _, t in sorted(self._tasks.items()) if not t.deleted]
+        return [r for r in await asyncio.gather(*(one(t) for t in live)) if r is not None]
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -48,6 +48,7 @@ from ..errors import (
 from ..images import Descriptor, Image, save, walk
 from ..images import Store as ImageStore
 from ..images import mediatypes as mt
+from ..metrics import REGISTRY
 from ..reference import parse as parse_reference
 from ..remotes import Fetcher, ReadStream, Resolver
 from .progress import Progress, ProgressFunc, Throttle, discard, ref_key
@@ -61,6 +62,26 @@ SOURCE_LABEL_PREFIX = "containerd.io/distribution.source."
 COPY_BUFFER = 1 << 20
 CANCEL_POLL = 0.1  # seconds between looks at the cancel event while blobs download
 _FETCHING = KeyedMutex()
+
+_PULLS = REGISTRY.gauge("pycontainerd_pulls_in_progress", "Pulls and fetches from registries running now.")
+_PULLED = REGISTRY.counter("pycontainerd_pulls_total", "Pulls and fetches finished, by result.", ("result",))
+_FETCHED = REGISTRY.counter(
+    "pycontainerd_fetched_bytes_total", "Bytes received from registries: manifests, indexes, configs and layers."
+)
+
+
+@contextlib.contextmanager
+def _counted() -> Iterator[None]:
+    """Count one pull while it runs and by how it ended."""
+    running = _PULLS.labels()
+    running.inc()
+    result = "error"
+    try:
+        yield
+        result = "ok"
+    finally:
+        running.dec()
+        _PULLED.labels(result).inc()
 
 
 @dataclass(frozen=True)
@@ -248,6 +269,7 @@ class _Fetch:
         self.report("downloading", desc, 0, parent)
         with self.open_stream(desc) as stream:
             data = _read_at_most(stream, desc.size + 1)
+        _FETCHED.inc(len(data))
         verify(self.name, desc, data)
         self.report("complete", desc, desc.size, parent)
         return data
@@ -301,6 +323,7 @@ class _Fetch:
             self.report("downloading", desc, offset, parent)
             follower = self._follow(desc, w, offset)
             if offset < desc.size:
+                fetched = _FETCHED.labels()
                 with self.open_stream(desc, offset) as stream:
                     buf = bytearray(min(COPY_BUFFER, max(desc.size - offset, 1)))
                     view = memoryview(buf)
@@ -318,6 +341,7 @@ class _Fetch:
                                 self.store.abort(ref)
                             raise
                         offset += n
+                        fetched.inc(n)
                         if follower is not None:
                             follower.received(desc, offset)
                         if throttle.due():
@@ -406,10 +430,12 @@ def fetch(
     until then nothing keeps the fetched blobs from garbage collection.
     """
     opts = opts or FetchOptions()
-    name, root = _resolve(resolver, ref, progress)
-    _Fetch(name, resolver.fetcher(name), store, opts=opts, progress=progress, cancel=cancel or threading.Event()).run(
-        root
-    )
+    with _counted():
+        name, root = _resolve(resolver, ref, progress)
+        job = _Fetch(
+            name, resolver.fetcher(name), store, opts=opts, progress=progress, cancel=cancel or threading.Event()
+        )
+        job.run(root)
     return name, root
 
 
@@ -434,14 +460,15 @@ def pull(
     """
     opts = opts or FetchOptions()
     cancel = cancel or threading.Event()
-    resolved, root = _resolve(resolver, ref, progress)
-    job = _Fetch(resolved, resolver.fetcher(resolved), store, opts=opts, progress=progress, cancel=cancel)
-    if unpack:
-        _fetch_unpacking(job, root, unpack)
-    else:
-        job.run(root)
-    image = Image(name=name or resolved, target=root, labels=dict(opts.labels))
-    saved = save(images, image)
+    with _counted():
+        resolved, root = _resolve(resolver, ref, progress)
+        job = _Fetch(resolved, resolver.fetcher(resolved), store, opts=opts, progress=progress, cancel=cancel)
+        if unpack:
+            _fetch_unpacking(job, root, unpack)
+        else:
+            job.run(root)
+        image = Image(name=name or resolved, target=root, labels=dict(opts.labels))
+        saved = save(images, image)
     progress(Progress(event="saved", name=saved.name, desc=root))
     progress(Progress(event=f"Completed pull from {resolved}"))
     return saved
