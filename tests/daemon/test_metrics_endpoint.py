@@ -184,9 +184,11 @@ def test_endpoint_answers_only_metrics_and_refuses_bad_requests(metered: tuple[P
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(base + "/debug/pprof", timeout=10)
     assert e.value.code == 404
+    e.value.close()
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(urllib.request.Request(url, data=b"x", method="POST"), timeout=10)
     assert e.value.code == 405
+    e.value.close()
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(b"GET /v1/metrics HTTP/1.1\r\n" + b"X-Long: " + b"a" * 20000 + b"\r\n\r\n")
