@@ -36,6 +36,7 @@ from ._session import (
     HostOptions,
     HostsFn,
     Session,
+    drain,
     fail,
     registry_error,
     registry_host,
@@ -297,10 +298,10 @@ class _Fetcher:
             url = h.url(ref.path, kind, desc.digest)
             resp = s.request("GET", url, host=h, scopes=_pull(ref), headers=headers, stream=True, what=what)
             if resp.status == 404:
-                resp.release_conn()
+                drain(resp)
                 raise NotFound(f"{what}: not found on {h.netloc}")
             if resp.status == 416:
-                resp.release_conn()
+                drain(resp)
                 raise OutOfRange(f"{what}: {h.netloc} cannot send from offset {at}")
             if resp.status not in (200, 206):
                 raise fail(resp, what, h.netloc)

@@ -57,6 +57,7 @@ __all__ = [
     "HostOptions",
     "HostsFn",
     "Session",
+    "drain",
     "endpoint",
     "is_local",
     "registry_error",
@@ -448,21 +449,21 @@ class Session:
                 raise Unavailable(f"{what}: cannot reach {h.netloc}{tries}: {_reason(e)}") from None
             if resp.status == 401 and not authed:
                 challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
-                _drain(resp)
+                drain(resp)
                 self._authorize(h, scopes, challenges)
                 authed = True
                 continue
             if resp.status == 401:
-                _drain(resp)
+                drain(resp)
                 raise Unauthenticated(f"{what}: {h.netloc} refused the credentials ({registry_error(resp)})")
             if resp.status == 403:
-                _drain(resp)
+                drain(resp)
                 raise PermissionDenied(f"{what}: {h.netloc} denied access ({registry_error(resp)})")
             if resp.status == 429 and attempt < h.options.retries:
                 # The request was refused, not processed: any method may be sent again.
                 attempt += 1
                 wait = retry_after(resp.headers.get("Retry-After", ""))
-                _drain(resp)
+                drain(resp)
                 if wait is None:
                     self._backoff(attempt)
                 else:
@@ -470,7 +471,7 @@ class Session:
                 continue
             if resp.status >= 500 and attempt + 1 < attempts:
                 attempt += 1
-                _drain(resp)
+                drain(resp)
                 self._backoff(attempt)
                 continue
             return resp
@@ -491,7 +492,8 @@ def _speaks_http(e: Exception) -> bool:
     return "WRONG_VERSION_NUMBER" in text or "RECORD LAYER FAILURE" in text or "HTTP_REQUEST" in text
 
 
-def _drain(resp: Any) -> None:
+def drain(resp: Any) -> None:
+    """Read what is left of an unwanted answer's body, so that its connection can serve the next request."""
     try:
         resp.data  # noqa: B018 - read what is left, so the connection can be reused
     except HTTPError:
@@ -515,7 +517,7 @@ def _reason(e: Exception) -> str:
 
 def fail(resp: Any, what: str, host: str) -> ContainerdError:
     """The error for an answer the caller did not expect."""
-    _drain(resp)
+    drain(resp)
     if resp.status >= 500:
         return Unavailable(f"{what}: {host} answered {registry_error(resp)}")
     if resp.status == 429:
