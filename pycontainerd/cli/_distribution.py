@@ -264,7 +264,10 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain-http", action="store_true", help="talk HTTP, not HTTPS (localhost always may)")
     p.add_argument("-u", "--user", default="", metavar="USER[:PASSWORD]", help="registry credentials")
     p.add_argument(
-        "--hosts-dir", default="", metavar="DIR", help="per-registry CAs and settings: DIR/<host>/hosts.toml, *.crt"
+        "--hosts-dir",
+        default="",
+        metavar="DIR",
+        help="per-registry mirrors, CAs and settings: DIR/<host>/hosts.toml, *.crt",
     )
     p.add_argument("--local", action="store_true", help="transfer in this process, not in the daemon")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")

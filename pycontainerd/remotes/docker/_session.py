@@ -77,7 +77,7 @@ class HostOptions:
     plain_http: bool = False  # HTTP, never TLS
     ca_file: str = ""  # extra CA bundle for HTTPS
     skip_verify: bool = False
-    hosts_dir: str = ""  # per-host CAs, skip_verify and headers (containerd's certs.d layout)
+    hosts_dir: str = ""  # per-registry mirrors, CAs, skip_verify and headers (containerd's certs.d layout)
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 30.0  # connect and per-read, seconds
     dial_timeout: float = 0.0  # connect only, when set (containerd's hosts.toml ``dial_timeout``)
