@@ -14,6 +14,7 @@ starts, and the init function receives the checked values as ``ic.config``.
 from __future__ import annotations
 
 import pathlib
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ from ..snapshots import Snapshotter
 from ..snapshots.native import NativeSnapshotter
 from ..snapshots.overlay import OverlaySnapshotter, check_overlay
 from ..streaming import Manager as StreamManager
-from ..tasks.manager import DEFAULT_RUNTIME_TIMEOUT, TaskManager
+from ..tasks.manager import DEFAULT_RUNTIME_TIMEOUT, RUNC_RUNTIME, TaskManager
 from .config import Duration
 
 __all__ = [
@@ -319,6 +320,8 @@ def _init_task_manager(ic: InitContext) -> TaskManager:
     ic.state.mkdir(mode=0o711, parents=True, exist_ok=True)
     timeout = float(ic.config.get("runtime_timeout", DEFAULT_RUNTIME_TIMEOUT))
     ic.properties["runtime_timeout"] = f"{timeout}s"
+    ic.properties["runtime_type"] = RUNC_RUNTIME  # the one shim type this daemon runs
+    ic.properties["binary_name"] = shutil.which("runc") or "runc"  # when a container names no BinaryName
     return TaskManager(ic.state, ic.get(PluginType.EVENT, Exchange), ShimLauncher(), runc_root, runtime_timeout=timeout)
 
 
