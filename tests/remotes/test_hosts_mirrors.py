@@ -203,12 +203,15 @@ def test_pull_through_the_mirror_with_the_server_stopped(two: tuple[Registry, Re
     assert "cannot reach" in msg and "not found" in msg, msg
 
 
-def test_mirror_down_falls_back_to_the_server(registry: Registry, tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_line", [True, False], ids=["server", "no-server"])
+def test_mirror_down_falls_back_to_the_server(registry: Registry, tmp_path: Path, server_line: bool) -> None:
+    """Without ``server``, the registry's own name is the last host (over HTTP: it is local), as in containerd."""
     img = busybox_image()
     with DockerResolver() as r:
         push_image(r.pusher(f"{registry.host}/lib/busybox:1"), img)
     dead = f"127.0.0.1:{_free_port()}"
-    hosts = _hosts_toml(tmp_path, registry.host, f'server = "http://{registry.host}"\n[host."http://{dead}"]\n')
+    server = f'server = "http://{registry.host}"\n' if server_line else ""
+    hosts = _hosts_toml(tmp_path, registry.host, f'{server}[host."http://{dead}"]\n')
     with DockerResolver(HostOptions(hosts_dir=hosts), retries=0) as r:
         _fetch_all(r, f"{registry.host}/lib/busybox:1", img)
         with pytest.raises(NotFound) as e:  # the server had the last word

@@ -1,4 +1,11 @@
-"""Resolving, fetching and pushing against an OCI distribution registry (``/v2/`` API)."""
+"""Resolving, fetching and pushing against an OCI distribution registry (``/v2/`` API).
+
+When a registry's hosts.toml lists mirrors, a tag is resolved on the first
+host with the ``resolve`` capability that knows it, a digest (manifest or
+blob) fetched from the first with ``pull`` that has it, the next host tried
+when one is unreachable or answers with an error; the registry's own server
+comes last.  A push goes to the first host with ``push``, and only there.
+"""
 
 from __future__ import annotations
 

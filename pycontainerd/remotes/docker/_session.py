@@ -1,4 +1,8 @@
-"""HTTP to one registry: connection pooling, authentication, retries and timeouts.
+"""HTTP to registries and their mirrors: connection pooling, authentication, retries and timeouts.
+
+A registry's name leads to one or more hosts (:class:`Endpoint`): the
+mirrors its hosts directory lists, then its own server; each has its own
+pool, TLS settings and tokens.  Choosing among them is the resolver's part.
 
 Every request names the token scopes it needs.  A 401 answer carries the
 registry's challenge; the session meets it (basic credentials, or a bearer
