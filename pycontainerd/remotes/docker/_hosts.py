@@ -107,6 +107,7 @@ def parse_hosts(text: str, directory: str = "", source: str = "hosts.toml") -> t
 
 
 def _where(where: str, key: str) -> str:
+    """A key's name in errors: ``file: key`` at the top, ``file: host."<url>".key`` in a host's table."""
     return f"{where}.{key}" if where.endswith('"') else f"{where}: {key}"
 
 
