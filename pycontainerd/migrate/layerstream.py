@@ -1,0 +1,103 @@
+"""A Docker layer's exact tar stream, rebuilt from its tar-split record and its overlay2 ``diff`` directory.
+
+The stream's sha256 must equal the layer's diff id: that is what lets a
+migrated image keep Docker's image id and push with valid digests without
+downloading anything again.  Files are read by the names the tar-split
+records, below the layer's own directory and without following any
+symbolic link (:class:`DiffDirSource`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import ContainerdError, InvalidArgument, quote
+from ._safefs import SafeDir, clean_name, os_error
+from .records import DockerStore, LayerRecord
+from .tarsplit import Assembled, TarAssembler, read_entries
+
+__all__ = ["DiffDirSource", "LayerStream", "reassemble", "verify_layers"]
+
+
+class DiffDirSource:
+    """:class:`~.tarsplit.FileSource` over a ``diff`` directory held open read-only."""
+
+    def __init__(self, root: SafeDir) -> None:
+        self._root = root
+
+    def open(self, name: bytes) -> BinaryIO:
+        try:
+            parts = clean_name(name)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{quote(str(self._root.path))}: {exc}") from exc
+        fd = self._root.open_file(*parts)
+        return os.fdopen(fd, "rb", buffering=0)
+
+
+def _tar_split(path: Path) -> BinaryIO:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise os_error(path, exc) from exc
+    return os.fdopen(fd, "rb")
+
+
+class LayerStream:
+    """Iterate for the layer's tar stream in chunks; at the end its digest is held against the diff id.
+
+    Any failure is raised as the same error class with the layer (and its
+    tar-split file) named in front of the message that names the file.
+    :attr:`result` is set once the iteration has ended cleanly.
+    """
+
+    def __init__(self, layer: LayerRecord, *, check_crc: bool = True) -> None:
+        self.layer = layer
+        self.check_crc = check_crc
+        self.result: Assembled | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        layer = self.layer
+        try:
+            with _tar_split(layer.tar_split) as ts, SafeDir.open(layer.diff_dir) as diff:
+                assembler = TarAssembler(read_entries(ts), DiffDirSource(diff), check_crc=self.check_crc)
+                yield from assembler.chunks()
+                result = assembler.result
+        except ContainerdError as exc:
+            raise type(exc)(f"layer {layer.chain_id} ({quote(str(layer.tar_split))}): {exc}") from exc
+        if result.digest != layer.diff_id:
+            raise InvalidArgument(
+                f"layer {layer.chain_id}: the rebuilt tar stream has digest {result.digest}, not its diff id {layer.diff_id}"
+            )
+        self.result = result
+
+
+def reassemble(layer: LayerRecord, write: Callable[[bytes], object], *, check_crc: bool = True) -> Assembled:
+    """Write the layer's tar stream through ``write``; its digest (the diff id, checked), length and entry count."""
+    stream = LayerStream(layer, check_crc=check_crc)
+    for chunk in stream:
+        write(chunk)
+    assert stream.result is not None
+    return stream.result
+
+
+def verify_layers(
+    store: DockerStore, *, check_crc: bool = True, progress: Callable[[LayerRecord], object] | None = None
+) -> None:
+    """Rebuild every layer's stream (to nowhere) and drop from ``store`` each that fails, with what depends on it.
+
+    What a dry run does: afterwards every layer left in ``store`` is known to
+    rebuild to its diff id.
+    """
+    for layer in sorted(store.layers.values(), key=lambda layer: layer.chain_id):
+        if layer.chain_id not in store.layers:
+            continue  # dropped with a broken layer below it
+        if progress is not None:
+            progress(layer)
+        try:
+            for _ in LayerStream(layer, check_crc=check_crc):
+                pass
+        except ContainerdError as exc:
+            store.drop_layer(layer.chain_id, layer.tar_split, str(exc))
