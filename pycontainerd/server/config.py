@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import re
 import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+
+from .._duration import format_duration, parse_duration
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -284,60 +285,6 @@ def _plugin_uris(where: str, value: object, version: int) -> list[str]:
             if len(v.split(".")) < 4:
                 raise ConfigError(f"{where}: invalid plugin URI {v!r}, expected io.containerd.<kind>.<version>.<id>")
     return list(value)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration string such as ``"100ms"`` or ``"1h30m"``; raises ValueError."""
-    s = text.strip()
-    sign = 1.0
-    if s and s[0] in "+-":
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    return sign * total
-
-
-def format_duration(seconds: float) -> str:
-    """``seconds`` as Go writes a duration ("0s", "100ms", "1.5s", "2m0s", "1h30m0s"); parse_duration reads it back."""
-    if seconds == 0:
-        return "0s"
-    sign, ns = ("-" if seconds < 0 else ""), round(abs(seconds) * 1e9)
-    if ns < 1_000:
-        return f"{sign}{ns}ns"
-    if ns < 1_000_000:
-        return f"{sign}{_decimal(ns, 1_000)}us"
-    if ns < 1_000_000_000:
-        return f"{sign}{_decimal(ns, 1_000_000)}ms"
-    hours, rest = divmod(ns, 3600 * 10**9)
-    minutes, rest = divmod(rest, 60 * 10**9)
-    text = f"{_decimal(rest, 10**9)}s"
-    if hours or minutes:
-        text = f"{minutes}m{text}"
-    if hours:
-        text = f"{hours}h{text}"
-    return sign + text
-
-
-def _decimal(n: int, unit: int) -> str:
-    whole, frac = divmod(n, unit)
-    if not frac:
-        return str(whole)
-    digits = len(str(unit)) - 1
-    return f"{whole}.{frac:0{digits}d}".rstrip("0")
 
 
 def decode_plugin_config(where: str, raw: Mapping[str, Any], spec: type[Any]) -> tuple[dict[str, Any], list[str]]:
