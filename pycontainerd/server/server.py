@@ -237,6 +237,7 @@ class Server:
             os.umask(old)
         self._grpc = server
         self.metrics = await start_metrics(self.config.metrics, self.plugins)
+        self._export_addresses()
         st = os.stat(self.socket)
         self._socket_ino = st.st_ino
         os.chmod(self.socket, 0o660)
@@ -245,6 +246,16 @@ class Server:
         if (st.st_uid, st.st_gid) != (uid, gid):
             os.chown(self.socket, uid, gid)
         log.info("serving... address=%s", self.socket)
+
+    def _export_addresses(self) -> None:
+        """Name the metrics and debug endpoints in Introspection's exports, for ``pyctr info`` to show."""
+        for plugin in self.plugins:
+            if plugin.registration.type == PluginType.GRPC and plugin.registration.id == "introspection":
+                if self.metrics is not None:
+                    host, port = self.metrics.address
+                    plugin.exports["metrics_address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                if self.config.debug.address:
+                    plugin.exports["debug_address"] = self.config.debug.address
 
     def _prepare_socket(self) -> None:
         self.socket.parent.mkdir(mode=0o711, parents=True, exist_ok=True)

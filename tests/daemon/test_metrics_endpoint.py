@@ -8,6 +8,7 @@ says at the same moment (the task is paused, so the number holds still).
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import urllib.error
@@ -197,6 +198,8 @@ def test_endpoint_answers_only_metrics_and_refuses_bad_requests(metered: tuple[P
         s.sendall(b"\xff\xfe garbage\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400 ")
     assert d.running
+    info = json.loads(pyctr(d, "info", "--format", "json").stdout)
+    assert info["metrics_address"] == f"{host}:{port}"  # pyctr info names the endpoint
 
 
 def test_metrics_address_in_use_is_one_line(pycontainerd_daemon_factory: DaemonFactory) -> None:
