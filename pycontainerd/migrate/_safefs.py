@@ -118,8 +118,11 @@ class SafeDir:
         return SafeDir(self._walk(parts), self.where(parts))
 
     def exists(self, *parts: str) -> bool:
-        """Whether ``parts`` names anything (a link counts; nothing is followed)."""
-        parent = self._walk(parts[:-1])
+        """Whether ``parts`` names anything (a link counts; nothing is followed; a missing directory on the way: no)."""
+        try:
+            parent = self._walk(parts[:-1])
+        except NotFound:
+            return False
         try:
             os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
