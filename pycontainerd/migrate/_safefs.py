@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -202,8 +201,3 @@ class SafeDir:
             raise os_error(self.where(parts), exc) from exc
         finally:
             os.close(fd)
-
-    def read_chunks(self, fd: int, chunk_size: int) -> Iterator[bytes]:
-        """``fd``'s bytes to its end, in chunks (the caller owns ``fd``)."""
-        while chunk := os.read(fd, chunk_size):
-            yield chunk

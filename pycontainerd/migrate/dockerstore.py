@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -218,7 +219,7 @@ class _Reader:
             raise InvalidArgument(
                 f"{quote(str(self.path(*d, 'cache-id')))}: {quote(cache_id[:100])} is not an overlay2 layer directory name"
             )
-        self.root.lstat(*d, "tar-split.json.gz")  # present (its contents are read on reassembly)
+        os.close(self.root.open_file(*d, "tar-split.json.gz"))  # a regular file (read on reassembly)
         if not self.root.is_dir(DRIVER, cache_id, "diff"):
             where = self.path(DRIVER, cache_id, "diff")
             self.root.lstat(DRIVER, cache_id, "diff")  # NotFound names it when missing
