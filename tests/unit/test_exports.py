@@ -42,6 +42,12 @@ PACKAGES = [
     "pycontainerd.events.exchange",
     "pycontainerd.containers",
     "pycontainerd.tasks",
+    "pycontainerd.metrics",
+    "pycontainerd.metrics.cgroups",
+    "pycontainerd.metrics.exposition",
+    "pycontainerd.log",
+    "pycontainerd.migrate",
+    "pycontainerd._duration",
 ]
 
 
