@@ -81,11 +81,13 @@ class Cgroup:
     def stats(self) -> dict[str, Any]:
         if self.version == 2:
             return {"version": 2, "metrics": stats_v2(self.paths[""])}
-        try:
-            hugepages: list[str] | None = hugepage_sizes(os.listdir("/sys/kernel/mm/hugepages"))
-        except OSError:
-            hugepages = None
-        partitions = _read("/proc", "partitions") or ""
+        hugepages: list[str] | None = None
+        if "hugetlb" in self.paths:
+            try:
+                hugepages = hugepage_sizes(os.listdir("/sys/kernel/mm/hugepages"))
+            except OSError:
+                pass  # no huge pages on this kernel: containerd leaves hugetlb out too
+        partitions = (_read("/proc", "partitions") or "") if "blkio" in self.paths else ""
         return {"version": 1, "metrics": stats_v1(self.paths, partitions=partitions, hugepages=hugepages)}
 
 
@@ -180,7 +182,7 @@ _V1_MEMORY_FIELDS = frozenset(
 )  # fmt: skip
 # MemoryEntry field → file suffix, in the order containerd reads them
 _V1_MEMORY_ENTRY = (("usage", "usage_in_bytes"), ("max", "max_usage_in_bytes"), ("failcnt", "failcnt"), ("limit", "limit_in_bytes"))  # fmt: skip
-# blkio files of the CFQ (and BFQ-less) kernels: file → BlkIOStat field
+# the CFQ scheduler's blkio files (kernels before 5.0): file → BlkIOStat field
 _V1_BLKIO_CFQ = (
     ("sectors_recursive", "sectors_recursive"),
     ("io_service_bytes_recursive", "io_service_bytes_recursive"),
@@ -191,9 +193,9 @@ _V1_BLKIO_CFQ = (
     ("io_merged_recursive", "io_merged_recursive"),
     ("time_recursive", "io_time_recursive"),
 )
-# what blk-throttle counts, read when the CFQ files are absent or empty (every blk-mq kernel)
+# what blk-throttle counts, read when the CFQ files are absent or empty; containerd reads no bfq.* file
 _V1_BLKIO_THROTTLE = (("throttle.io_serviced", "io_serviced_recursive"), ("throttle.io_service_bytes", "io_service_bytes_recursive"))  # fmt: skip
-_CLOCK_TICKS = 100  # USER_HZ, as containerd hard-codes it (sysconf would cost the shim an import)
+_CLOCK_TICKS = 100  # USER_HZ: containerd hard-codes it, and it is 100 on every Linux
 
 
 def _memory_v1(path: str, out: dict[str, Any]) -> None:
