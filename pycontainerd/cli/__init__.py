@@ -32,6 +32,7 @@ _GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("_events", "register", ("events",)),
     ("_run", "register_run", ("run",)),
     ("_check", "register", ("check",)),
+    ("_migrate", "register", ("migrate",)),
 )
 
 GLOBAL_VALUE_OPTIONS = ("-a", "--address", "-n", "--namespace", "--snapshotter", "--timeout")

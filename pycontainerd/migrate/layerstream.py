@@ -17,9 +17,9 @@ from typing import BinaryIO
 from ..errors import ContainerdError, InvalidArgument, quote
 from ._safefs import SafeDir, clean_name, os_error
 from .records import DockerStore, LayerRecord
-from .tarsplit import Assembled, TarAssembler, read_entries
+from .tarsplit import Assembled, Segment, TarAssembler, read_entries
 
-__all__ = ["DiffDirSource", "LayerStream", "reassemble", "verify_layers"]
+__all__ = ["DiffDirSource", "LayerStream", "reassemble", "stream_length", "verify_layers"]
 
 
 class DiffDirSource:
@@ -72,6 +72,23 @@ class LayerStream:
                 f"layer {layer.chain_id}: the rebuilt tar stream has digest {result.digest}, not its diff id {layer.diff_id}"
             )
         self.result = result
+
+
+def stream_length(layer: LayerRecord) -> int:
+    """How many bytes the layer's tar stream has, from its tar-split record alone (no file is read).
+
+    A writer that must announce a size before the stream (a reader of known
+    length, a progress total) asks this first; the rebuild itself still
+    checks every file's size against the record.
+    """
+    total = 0
+    try:
+        with _tar_split(layer.tar_split) as ts:
+            for entry in read_entries(ts):
+                total += len(entry.payload) if isinstance(entry, Segment) else entry.size
+    except ContainerdError as exc:
+        raise type(exc)(f"layer {layer.chain_id} ({quote(str(layer.tar_split))}): {exc}") from exc
+    return total
 
 
 def reassemble(layer: LayerRecord, write: Callable[[bytes], object], *, check_crc: bool = True) -> Assembled:

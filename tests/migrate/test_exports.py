@@ -12,6 +12,7 @@ MODULES = [
     "pycontainerd.migrate.dockerstore",
     "pycontainerd.migrate.tarsplit",
     "pycontainerd.migrate.layerstream",
+    "pycontainerd.migrate.importer",
 ]
 
 
