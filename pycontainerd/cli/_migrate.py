@@ -37,9 +37,9 @@ def _short(digest: str) -> str:
 
 
 def _image_line(e: Event) -> str:
-    names = " ".join(e.names)
+    names = "".join(f" {n}" for n in e.names)
     why = f": {e.reason}" if e.reason else ""
-    return f"image {_short(e.subject)} {names}: {e.state}{why}"
+    return f"image {_short(e.subject)}{names}: {e.state}{why}"
 
 
 class _Lines:

@@ -101,7 +101,7 @@ WRITE_CHUNK: Final = 1 << 20
 REPORT_EVERY: Final = 4 << 20
 
 # States of an image or layer event, in the order they can come.
-VERIFYING, APPLYING, STORING = "verifying", "applying", "storing"
+MIGRATING, VERIFYING, APPLYING, STORING = "migrating", "verifying", "applying", "storing"
 VERIFIED, DONE, PRESENT, FAILED = "verified", "done", "already present", "failed"
 WOULD_MIGRATE, MIGRATED = "would migrate", "migrated"
 
@@ -471,7 +471,7 @@ class _Job:
         below = next((c for c in image.layers if c in self.failed), None)
         if below is not None:
             return self._failed(plan, f"layer {below}: {self.failed[below]}")
-        self.emit(Event("image", image.id, VERIFYING if self.options.dry_run else APPLYING, names=plan.names))
+        self.emit(Event("image", image.id, VERIFYING if self.options.dry_run else MIGRATING, names=plan.names))
         written = self.report.layers_written
         sizes = []
         for layer in self.store.layer_chain(image):

@@ -218,3 +218,21 @@ def test_a_second_run_changes_nothing(migrated: Migrated) -> None:
 
 def test_the_docker_root_is_unchanged(migrated: Migrated) -> None:
     assert checksum_tree(migrated.root) == migrated.before
+
+
+def test_a_damaged_layer_costs_only_its_images(migrated: Migrated, tmp_path: Path) -> None:
+    copy = tmp_path / "root"
+    subprocess.run(["cp", "-a", str(migrated.root), str(copy)], check=True)
+    [victim] = list(copy.glob("overlay2/*/diff/x/y/z"))
+    victim.write_bytes(victim.read_bytes().upper())  # same size: only the digest (and the file's CRC) can tell
+    r = pyctr(migrated.daemon, "-n", "damaged", "migrate", "docker", "--from", str(copy))
+    assert r.returncode == 1
+    failed = [line for line in r.stdout.splitlines() if line.startswith("not migrated")]
+    assert len(failed) == 1 and "docker.io/library/built:1" in failed[0]
+    # the CRC pass run after the digest failed names the file (the tar holds the contents under either link)
+    assert "contents differ from the tar-split's CRC-64" in failed[0]
+    assert 'file "x/y/z"' in failed[0] or 'file "x/hard"' in failed[0]
+    assert "4 image(s) migrated into namespace damaged" in r.stdout
+    c = migrated.client.with_namespace("damaged")
+    assert "docker.io/library/built:1" not in {i.name for i in c.images.list()}
+    assert c.leases.list() == [] and all(s.kind.name == "COMMITTED" for s in c.snapshotter().walk())
