@@ -235,9 +235,12 @@ def respond(request: HTTPRequest, endpoints: Endpoints) -> Response:
             return text_response(405, "GET to read the level, PUT or POST to set it", allow="GET, HEAD, PUT, POST")
         try:
             name = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return text_response(400, "the level is not UTF-8 text")
+        try:
             return text_response(200, endpoints.set_level(name))
-        except (UnicodeDecodeError, ValueError) as e:
-            return text_response(400, str(e) if isinstance(e, ValueError) else "the level is not UTF-8 text")
+        except ValueError as e:
+            return text_response(400, str(e))
     return text_response(404, f"no such path {request.path[:200]}; see / for what there is")
 
 
