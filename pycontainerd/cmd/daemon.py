@@ -154,7 +154,9 @@ def _notify(send: Callable[[], bool], state: str) -> None:
         if send():
             log.debug("sd notification state=%s", state)
     except (OSError, ValueError) as e:
-        log.warning("sd notification failed state=%s: %s", state, e)
+        # start-stop-daemon --notify-await listens for READY=1 only, then removes its socket.
+        gone = state != "READY=1" and isinstance(e, (FileNotFoundError, ConnectionRefusedError))
+        log.log(logging.DEBUG if gone else logging.WARNING, "sd notification failed state=%s: %s", state, e)
 
 
 async def _serve(server: Server, debug: DebugServer | None, dumper: Dumper, notifier: Notifier) -> None:
