@@ -52,6 +52,7 @@ __all__ = [
     "parse_request",
     "parse_response",
     "respond",
+    "text_response",
 ]
 
 log = logging.getLogger("pycontainerd.debug")
@@ -114,6 +115,7 @@ class HTTPError(Exception):
 
 
 def text_response(status: int, message: str, allow: str = "") -> Response:
+    """A one-line plain-text answer."""
     return Response(status, f"{message}\n".encode(), allow=allow)
 
 
