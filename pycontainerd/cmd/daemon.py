@@ -159,18 +159,34 @@ def _notify(send: Callable[[], bool], state: str) -> None:
         log.log(logging.DEBUG if gone else logging.WARNING, "sd notification failed state=%s: %s", state, e)
 
 
-async def _serve(server: Server, debug: DebugServer | None, dumper: Dumper, notifier: Notifier) -> None:
+def _debug_server(args: argparse.Namespace, server: Server, loop: asyncio.AbstractEventLoop) -> DebugServer:
+    """The debug socket of ``[debug]``, showing ``loop``'s tasks."""
+    cfg = server.config
+    path = debug_socket_path(cfg.debug.address)
+    info: dict[str, Any] = {
+        "version": __version__,
+        "config": str(_config_file(args) or ""),
+        "root": str(server.root),
+        "state": str(server.state),
+        "address": str(server.socket),
+        "debug_address": str(path),
+        "log_format": cfg.debug.format,
+    }
+    return DebugServer(path, DaemonEndpoints(loop, info), cfg.debug.uid, cfg.debug.gid)
+
+
+async def _serve(args: argparse.Namespace, server: Server, dumper: Dumper, notifier: Notifier) -> None:
     loop = asyncio.get_running_loop()
     dumper.loop = loop
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
+    debug: DebugServer | None = None
     try:
         await server.start()
-        if debug is not None:
-            if isinstance(debug.endpoints, DaemonEndpoints):
-                debug.endpoints.loop = loop
+        if server.config.debug.address:
+            debug = _debug_server(args, server, loop)
             debug.start()
         _notify(notifier.ready, "READY=1")
         log.info("pycontainerd successfully booted in %.3fs version=%s", time.monotonic() - started, __version__)
@@ -215,20 +231,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, server: Server, dumper: Dumper, notifier: Notifier) -> int:
     """Lock the root, serve until stopped, unlock; the exit code."""
-    cfg = server.config
-    debug: DebugServer | None = None
-    if cfg.debug.address:
-        debug_path = debug_socket_path(cfg.debug.address)
-        info: dict[str, Any] = {
-            "version": __version__,
-            "config": str(_config_file(args) or ""),
-            "root": str(server.root),
-            "state": str(server.state),
-            "address": str(server.socket),
-            "debug_address": str(debug_path),
-            "log_format": cfg.debug.format,
-        }
-        debug = DebugServer(debug_path, DaemonEndpoints(None, info), cfg.debug.uid, cfg.debug.gid)
     try:
         server.lock()
     except RootLocked as e:
@@ -239,7 +241,7 @@ def _run(args: argparse.Namespace, server: Server, dumper: Dumper, notifier: Not
         log.warning("config: %s", warning)
     log.info("starting pycontainerd version=%s root=%s state=%s", __version__, server.root, server.state)
     try:
-        asyncio.run(_serve(server, debug, dumper, notifier))
+        asyncio.run(_serve(args, server, dumper, notifier))
     except AddressInUse as e:
         return _fail(str(e))
     except (OSError, RuntimeError) as e:
