@@ -26,6 +26,8 @@ from grpc_health.v1 import health_pb2
 
 from pycontainerd.server._sdnotify import Notifier, datagram_address
 from tests.fixtures.daemon import DaemonFactory, PycontainerdDaemon, health_status
+from tests.ocibuild import busybox_files, image, oci_layout_tar
+from tests.tasks.spec import remove_namespace_cgroups
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
 UNIT = CONTRIB / "systemd" / "pycontainerd.service"
@@ -33,6 +35,9 @@ OPENRC = CONTRIB / "openrc" / "pycontainerd"
 SYSVINIT = CONTRIB / "sysvinit" / "pycontainerd"
 PYCONTAINERD = Path(sys.executable).parent / "pycontainerd"  # the console script pip installs
 SERVING = health_pb2.HealthCheckResponse.SERVING
+CTR = "/usr/bin/ctr"
+NS = "servicetest"
+BUSYBOX = "example.com/test/busybox:1"
 
 
 # -- sd_notify -------------------------------------------------------------------
@@ -98,6 +103,37 @@ def test_a_bad_notify_socket_is_a_warning_not_a_failure(
     d = pycontainerd_daemon_factory()
     assert "sd notification failed state=READY=1: NOTIFY_SOCKET='relative' is neither" in d.log()
     assert d.stop() == 0
+
+
+@pytest.mark.containerd
+def test_containers_do_not_inherit_the_notify_socket(
+    pycontainerd_daemon_factory: DaemonFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """runc given NOTIFY_SOCKET would hand the container a notify socket and wait for its READY=1."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(30)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    d = pycontainerd_daemon_factory()
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert listener.recv(4096).startswith(b"READY=1\n")
+    archive = tmp_path / "busybox.tar"
+    archive.write_bytes(oci_layout_tar(image([busybox_files()]), BUSYBOX))
+    ctr = [CTR, "-a", d.address, "-n", NS]
+    try:
+        subprocess.run([*ctr, "images", "import", str(archive)], capture_output=True, timeout=60, check=True)
+        res = subprocess.run(
+            [*ctr, "run", "--rm", BUSYBOX, "notify-env", "/bin/busybox", "env"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr + d.log()[-3000:]
+        assert "PATH=" in res.stdout and "NOTIFY_SOCKET" not in res.stdout
+    finally:
+        remove_namespace_cgroups(NS)
+        listener.close()
 
 
 # -- the systemd unit --------------------------------------------------------------
