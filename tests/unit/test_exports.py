@@ -46,6 +46,10 @@ PACKAGES = [
     "pycontainerd.metrics.cgroups",
     "pycontainerd.metrics.exposition",
     "pycontainerd.log",
+    "pycontainerd.log.format",
+    "pycontainerd.log.levels",
+    "pycontainerd.log.stacks",
+    "pycontainerd.server.debug",
     "pycontainerd.migrate",
     "pycontainerd._duration",
 ]
