@@ -9,12 +9,24 @@ does: a STAT opens (or resumes) the ingest and reports its offset, each WRITE
 carries the offset it expects the data to land at (offset 0 on a non-empty
 ingest means "start over"), and a COMMIT carries the final size, digest and
 labels.  Data goes in messages of at most 1 MiB, far under the 16 MiB limit.
+
+Unlike containerd's remote writer, which waits for the answer to each
+message before it sends the next, WRITEs are pipelined: up to
+:data:`WRITE_WINDOW` of them are on the wire at once, each carrying the
+offset it will land at if those before it land in full.  The server reads
+a stream's messages in order and answers each in turn (containerd's server
+as ours), so the messages and answers are the same; only the client's wait
+for the round trip is gone, which is most of a large write's time when the
+data is made as it is sent (a migration rebuilds it from tar-split).  A
+short or refused WRITE is therefore reported by a later call: the next
+``write``, ``status``, ``truncate`` or ``commit``.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -31,6 +43,7 @@ __all__ = ["CHUNK", "ContentStore", "RemoteReaderAt", "RemoteWriter"]
 
 CHUNK = 1 << 20
 READ_WINDOW = 64 << 20
+WRITE_WINDOW = 8  # WRITE messages sent and not yet answered
 
 
 class ContentStore:
@@ -162,8 +175,10 @@ class _Requests:
 class RemoteWriter:
     """One Write stream holding the lock on one ingest ref.
 
-    Each message is answered before the next is sent, so a reply that takes
-    longer than the connection's timeout cancels the stream.
+    A reply that takes longer than the connection's timeout cancels the
+    stream.  ``_pending`` holds, for each WRITE not yet answered, the offset
+    it was sent for and its length; every other message first waits for
+    those answers, so it is answered with the state they left.
     """
 
     def __init__(
@@ -176,6 +191,7 @@ class RemoteWriter:
         self._closed = False
         self._expired = False
         self._digest = ""
+        self._pending: deque[tuple[int, int]] = deque()
         with translated():
             self._call = stub.Write(iter(self._requests), metadata=conn.metadata)
         try:
@@ -183,12 +199,15 @@ class RemoteWriter:
         except BaseException:
             self.close()
             raise
-        self._offset = resp.offset
+        self._offset = self._sent = resp.offset  # answered, and where the next WRITE lands
 
-    def _send(self, req: pb.WriteContentRequest) -> pb.WriteContentResponse:
+    def _put(self, req: pb.WriteContentRequest) -> None:
         if self._closed:
             raise FailedPrecondition(f"writer for {self._ref!r} is closed")
         self._requests.put(req)
+
+    def _receive(self) -> pb.WriteContentResponse:
+        """The next answer, within the timeout."""
         timer = threading.Timer(self._timeout, self._expire) if self._timeout else None
         if timer is not None:
             timer.daemon = True
@@ -211,6 +230,31 @@ class RemoteWriter:
             self._digest = resp.digest
         return resp
 
+    def _settle(self) -> None:
+        """Take the answer to the oldest WRITE in flight; a short write raises Unknown (and ends the stream)."""
+        offset, length = self._pending.popleft()
+        try:
+            resp = self._receive()
+        except BaseException:
+            self._pending.clear()  # the stream is over: nothing more will be answered
+            raise
+        n = resp.offset - offset
+        self._offset = resp.offset
+        if n < length:
+            self._pending.clear()
+            self._finish()
+            raise Unknown(f"short write to {self._ref!r}: {max(n, 0)} of {length} bytes")
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._settle()
+
+    def _send(self, req: pb.WriteContentRequest) -> pb.WriteContentResponse:
+        """Send ``req`` once every WRITE in flight is answered, and wait for its own answer."""
+        self._drain()
+        self._put(req)
+        return self._receive()
+
     def _expire(self) -> None:
         self._expired = True
         self._call.cancel()
@@ -222,20 +266,25 @@ class RemoteWriter:
             self._requests.end()
 
     def write(self, data: bytes) -> int:
-        """Send ``data`` in 1 MiB messages; a short write by the server raises Unknown."""
+        """Send ``data`` in 1 MiB messages without waiting for their answers; returns ``len(data)``.
+
+        At most :data:`WRITE_WINDOW` messages are unanswered: beyond that,
+        the oldest answer is awaited first.  A short write raises Unknown
+        here or at the next call (see the module's docstring).
+        """
         view = memoryview(data)
-        written = 0
         for start in range(0, len(view), CHUNK):
+            if len(self._pending) >= WRITE_WINDOW:
+                self._settle()
             piece = bytes(view[start : start + CHUNK])
-            resp = self._send(pb.WriteContentRequest(action=pb.WRITE, offset=self._offset, data=piece))
-            n = resp.offset - self._offset
-            self._offset += max(n, 0)
-            written += max(n, 0)
-            if n < len(piece):
-                raise Unknown(f"short write to {self._ref!r}: {n} of {len(piece)} bytes")
-        return written
+            self._put(pb.WriteContentRequest(action=pb.WRITE, offset=self._sent, data=piece))
+            self._pending.append((self._sent, len(piece)))
+            self._sent += len(piece)
+        return len(view)
 
     def digest(self) -> str:
+        """The digest of what was written: the server says it in its answers, so every WRITE in flight is awaited."""
+        self._drain()
         return self._digest
 
     def status(self) -> Status:
@@ -254,13 +303,14 @@ class RemoteWriter:
         if size != 0:
             raise InvalidArgument(f"truncate to {size}: only 0 is supported")
         resp = self._send(pb.WriteContentRequest(action=pb.WRITE, offset=0))
-        self._offset = resp.offset
+        self._offset = self._sent = resp.offset
 
     def commit(self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None) -> str:
         """Commit and end the stream; FailedPrecondition on a size or digest mismatch."""
         try:
             if expected:
                 validate_digest(expected)
+            self._drain()
             req = pb.WriteContentRequest(
                 action=pb.COMMIT, total=size, offset=self._offset, expected=expected, labels=dict(labels or {})
             )

@@ -19,7 +19,7 @@ What an image becomes:
   blob even when its snapshot exists and pydockerd lists only images whose
   layer blobs are there, so they are stored; the cost is the layers' size
   once more, as in Docker's own containerd store, and in return a push sends
-  them as they are, with a valid manifest;
+  them as they are, with a valid manifest (see *Pushing* below);
 * one committed snapshot per layer, named by its chain id on top of its
   parent's, labelled ``containerd.io/snapshot.ref`` as the unpacker labels it;
   the stream applied is the one rebuilt from tar-split, never a walk of the
@@ -46,9 +46,25 @@ and the next run takes the lease over, finds them and goes on.  An active
 snapshot left half applied (key ``migrate-docker <chain id>``) is removed
 first.  The Docker root is only read.
 
+Pushing: ``pyctr images push`` sends the manifest made here and its
+uncompressed layers as stored; no gzip copy is made, on demand or
+otherwise.  The OCI image spec lists ``application/vnd.oci.image.layer.v1.tar``
+as a layer type like any other, docker-registry stores it, and skopeo and
+Docker 20.10's ``docker pull`` take it, giving back Docker's image id and
+diff ids (tests/migrate/test_push.py).  Compressing at push time would give
+each layer a second digest, so the manifest pushed would not be the one
+recorded here (a pull of it back would be another image record's target),
+and would cost gzip's CPU time on every push or a stored compressed copy of
+every layer; what it saves is the registry's bandwidth and disk.  Whoever
+wants compressed layers in the registry has ``skopeo copy --dest-compress``
+or a rebuild; the migration keeps one exact copy.
+
 Speed: the per-file CRC-64 of tar-split is not checked while importing,
 because the stream's sha256 must equal the diff id anyway; only a layer that
 fails that check is rebuilt once more with the CRCs, to name the file at fault.
+The layer blob's WRITEs to the daemon are pipelined by the content proxy
+(:mod:`pycontainerd.content.proxy`), so storing the blob does not wait for
+a round trip per MiB while the apply goes on.
 """
 
 from __future__ import annotations

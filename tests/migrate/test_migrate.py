@@ -1,6 +1,6 @@
 """``pyctr migrate docker`` end to end: a real dockerd's overlay2 root into a real pycontainerd.
 
-The Docker root is the one test_docker_root fills (shared base layers, three
+The Docker root is the session's (conftest.py: shared base layers, three
 tags of one image, a classic multi-stage build with whiteouts and hard
 links).  One daemon serves the module: a dry run first (nothing written),
 then a run killed by SIGKILL after its first layer and a rerun, which must
@@ -30,15 +30,12 @@ from pycontainerd.migrate.importer import LEASE_ID
 from pycontainerd.reference import parse_normalized
 from tests.fixtures._shims import reap_shims
 from tests.fixtures.daemon import PycontainerdDaemon
-from tests.migrate import test_docker_root as docker_root
-from tests.migrate.test_docker_root import Filled
+from tests.migrate.conftest import Filled
 from tests.migrate.tree import checksum_tree
 
 CTR = "/usr/bin/ctr"
 NS = "moby"
 CLEAN_NS = "clean"
-
-filled = docker_root.filled  # the same module-scoped fixture: a dockerd filled from a registry, then stopped
 
 
 def pyctr(d: PycontainerdDaemon, *args: str) -> subprocess.CompletedProcess[str]:
