@@ -15,7 +15,11 @@ migrate docker -q`` of the stopped root into a pycontainerd started on a
 fresh root for that run, the two in alternating order; dockerd is started
 again on the same root for the next run.  Caches are dropped before each
 timing with ``--cold``.  Prints each time, the medians and their ratio
-(migrate / save; the target is ≤ 1.0).
+(migrate / save; the target is ≤ 1.0).  The migration does more writing
+than the save: the layers' files are created in snapshots as well as the
+blob stored, and the content store fsyncs each blob it commits, which
+``docker save`` does not do for its archive; so the figure moves with the
+disk's write-back more than the save's does.
 
 Run as root: ``.venv/bin/python -m bench.migrate [--runs N] [--cold]``.
 """

@@ -16,8 +16,9 @@ message before it sends the next, WRITEs are pipelined: up to
 offset it will land at if those before it land in full.  The server reads
 a stream's messages in order and answers each in turn (containerd's server
 as ours), so the messages and answers are the same; only the client's wait
-for the round trip is gone, which is most of a large write's time when the
-data is made as it is sent (a migration rebuilds it from tar-split).  A
+for each round trip is gone, so a writer that makes its data as it sends it
+(a migration rebuilding a layer from tar-split while applying it) goes on
+while the daemon stores the previous MiB.  A
 short or refused WRITE is therefore reported by a later call: the next
 ``write``, ``status``, ``truncate`` or ``commit``.
 """
