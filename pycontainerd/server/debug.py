@@ -439,7 +439,10 @@ def call(
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(timeout)
         sock.connect(os.fspath(path))
-        sock.sendall(encode_request(method, target, body))
+        try:
+            sock.sendall(encode_request(method, target, body))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a busy server answers 503 and closes before reading: its answer may be there to read
         chunks: list[bytes] = []
         size = 0
         while chunk := sock.recv(1 << 16):

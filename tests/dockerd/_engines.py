@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.dockerd.conftest import Pydockerd
-from tests.fixtures._shims import reap_shims
+from tests.fixtures._shims import private_dir
 from tests.fixtures.containerd import Containerd
 
 __all__ = [
@@ -70,17 +70,12 @@ class LocalPydockerd(Pydockerd):
 @pytest.fixture(name="pydockerd")
 def local_pydockerd() -> Iterator[LocalPydockerd]:
     """pydockerd in local mode on a private directory (socket, data root, exec root)."""
-    base = Path(tempfile.mkdtemp(prefix="pddl-"))
-    base.chmod(0o711)  # as /run: bundles stay reachable for the containers' users
-    d = LocalPydockerd(base)
-    try:
-        yield d.start()
-    finally:
+    with private_dir("pddl-") as base:
+        d = LocalPydockerd(base)
         try:
-            d.stop()
+            yield d.start()
         finally:
-            reap_shims(base)  # the embedded daemon's shims outlive it by design
-            shutil.rmtree(base, ignore_errors=True)
+            d.stop()
 
 
 @pytest.fixture(name="pycontainerd_daemon")

@@ -155,7 +155,8 @@ def test_ingest_resumes_after_daemon_is_killed(pycontainerd_daemon: Pycontainerd
         w = c.content.writer("crashy", total=len(data), expected=sha(data))
         w.write(data[: 1 << 20])
         w.write(data[1 << 20 : 2 << 20])
-        # Make sure the daemon has taken the bytes before it dies.
+        # Make sure the daemon has taken the bytes before it dies (the writer's status waits for writes in flight).
+        assert w.status().offset == 2 << 20
         assert c.content.status("crashy").offset == 2 << 20
         pycontainerd_daemon.kill()
         w.close()

@@ -11,11 +11,9 @@ checked through the client, ``pyctr run``, ``ctr`` and a second run.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,8 +26,7 @@ from pycontainerd.content import read_blob
 from pycontainerd.images.identity import chain_ids
 from pycontainerd.migrate.importer import LEASE_ID
 from pycontainerd.reference import parse_normalized
-from tests.fixtures._shims import reap_shims
-from tests.fixtures.daemon import PycontainerdDaemon
+from tests.fixtures.daemon import PycontainerdDaemon, private_daemon
 from tests.migrate.conftest import Filled
 from tests.migrate.tree import checksum_tree
 
@@ -91,10 +88,7 @@ def _kill_after_first_layer(d: PycontainerdDaemon, root: Path) -> None:
 @pytest.fixture(scope="module")
 def migrated(filled: Filled) -> Iterator[Migrated]:
     before = checksum_tree(filled.root)
-    base = Path(tempfile.mkdtemp(prefix="pcd-"))
-    base.chmod(0o711)
-    d = PycontainerdDaemon(base)
-    try:
+    with private_daemon() as d:
         d.start()
         with Client(d.address, namespace=NS) as client:
             dry = pyctr(d, "migrate", "docker", "--from", str(filled.root), "--dry-run")
@@ -105,13 +99,6 @@ def migrated(filled: Filled) -> Iterator[Migrated]:
             rerun = pyctr(d, "migrate", "docker", "--from", str(filled.root))
             clean = pyctr(d, "-n", CLEAN_NS, "migrate", "docker", "-q", "--from", str(filled.root))
             yield Migrated(d, client, filled.root, before, dry, killed, rerun, clean)
-    finally:
-        try:
-            d.stop()
-        except Exception:
-            d.kill()
-        reap_shims(base)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _name(tag: str) -> str:

@@ -11,10 +11,8 @@ the image with the same image id and run it.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,7 @@ import pytest
 
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.reference import parse_normalized
-from tests.fixtures._shims import reap_shims
-from tests.fixtures.daemon import PycontainerdDaemon
+from tests.fixtures.daemon import PycontainerdDaemon, private_daemon
 from tests.fixtures.dockerd import running_dockerd
 from tests.fixtures.registry import Registry
 from tests.migrate.conftest import Filled
@@ -46,9 +43,11 @@ def _run(*argv: str) -> str:
 
 @pytest.fixture(scope="module")
 def pushed(filled: Filled) -> Iterator[Pushed]:
-    base = Path(tempfile.mkdtemp(prefix="pcd-"))
-    base.chmod(0o711)
-    d = PycontainerdDaemon(base)
+    with private_daemon() as d:
+        yield from _push(d, filled)
+
+
+def _push(d: PycontainerdDaemon, filled: Filled) -> Iterator[Pushed]:
     registry = Registry().start()
     pyctr = [sys.executable, "-m", "pycontainerd.cmd.pyctr", "-a", str(d.address), "-n", NS]
     try:
@@ -62,12 +61,6 @@ def pushed(filled: Filled) -> Iterator[Pushed]:
         yield Pushed(registry, refs)
     finally:
         registry.stop()
-        try:
-            d.stop()
-        except Exception:
-            d.kill()
-        reap_shims(base)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _skopeo(*args: str) -> str:

@@ -9,8 +9,6 @@ start with the same flag must find everything present.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from tests.dockerd import conftest as dockerd_conftest
 from tests.dockerd._engines import LocalPydockerd
-from tests.fixtures._shims import reap_shims
+from tests.fixtures._shims import private_dir
 from tests.migrate.conftest import Filled
 
 START_TIMEOUT = 120.0  # the migration runs before the socket answers
@@ -41,17 +39,12 @@ class MigratingPydockerd(LocalPydockerd):
 
 @pytest.fixture(scope="module")
 def pydockerd(filled: Filled) -> Iterator[MigratingPydockerd]:
-    base = Path(tempfile.mkdtemp(prefix="pddm-"))
-    base.chmod(0o711)
-    d = MigratingPydockerd(base, filled.root)
-    try:
-        yield d.start()
-    finally:
+    with private_dir("pddm-") as base:
+        d = MigratingPydockerd(base, filled.root)
         try:
-            d.stop()
+            yield d.start()
         finally:
-            reap_shims(base)
-            shutil.rmtree(base, ignore_errors=True)
+            d.stop()
 
 
 def _listed(d: MigratingPydockerd) -> dict[str, str]:
