@@ -68,6 +68,7 @@ soak: install
 
 bench: install
 	$(PY) bench/run.py
+	$(PY) -m bench.migrate --runs 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info
