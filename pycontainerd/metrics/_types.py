@@ -17,9 +17,11 @@ from dataclasses import dataclass
 __all__ = [
     "DEFAULT_BUCKETS",
     "Counter",
+    "CounterChild",
     "Family",
     "Gauge",
     "Histogram",
+    "HistogramChild",
     "Labels",
     "Sample",
 ]

@@ -20,7 +20,6 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import grpc
@@ -31,6 +30,7 @@ from .. import log as log_context
 from .. import namespaces as namespaces_api
 from ..errors import ContainerdError
 from ..metrics import REGISTRY
+from ..metrics._types import CounterChild, HistogramChild
 
 __all__ = [
     "GRPCService",
@@ -113,12 +113,27 @@ def enable_histogram(on: bool = True) -> None:
     _Timing.on = on
 
 
-@dataclass(frozen=True, slots=True)
 class _Method:
-    """What the wrapper of one RPC method needs, computed once at registration."""
+    """What the wrapper of one RPC method needs, computed once at registration (its counters too)."""
 
-    full: str  # "/containerd.services.images.v1.Images/List", for logs
-    labels: tuple[str, str, str]  # grpc_type, grpc_service, grpc_method
+    __slots__ = ("full", "handled", "labels", "latency", "started")
+
+    def __init__(self, full: str, labels: tuple[str, str, str]) -> None:
+        self.full = full  # "/containerd.services.images.v1.Images/List", for logs
+        self.labels = labels  # grpc_type, grpc_service, grpc_method
+        self.started = _started.labels(*labels)
+        self.latency: HistogramChild | None = None  # made on first use: no empty series when timing is off
+        self.handled: dict[str, CounterChild] = {}
+
+    def done(self, code: str, t0: float) -> None:
+        child = self.handled.get(code)
+        if child is None:
+            child = self.handled[code] = _handled.labels(*self.labels, code)
+        child.inc()
+        if _Timing.on:
+            if self.latency is None:
+                self.latency = _latency.labels(*self.labels)
+            self.latency.observe(time.perf_counter() - t0)
 
 
 def _call_namespace(context: grpc.aio.ServicerContext) -> str:
@@ -130,7 +145,7 @@ def _call_namespace(context: grpc.aio.ServicerContext) -> str:
 
 def _begin(m: _Method, context: grpc.aio.ServicerContext) -> float:
     log_context.current.set(log_context.Request(log_context.new_request_id(), m.full, _call_namespace(context)))
-    _started.labels(*m.labels).inc()
+    m.started.inc()
     return time.perf_counter()
 
 
@@ -138,9 +153,7 @@ def _end(m: _Method, context: grpc.aio.ServicerContext, code: str | None, t0: fl
     if code is None:
         status = context.code()
         code = "OK" if status is None else _CODE_NAMES.get(status, "Unknown")
-    _handled.labels(*m.labels, code).inc()
-    if _Timing.on:
-        _latency.labels(*m.labels).observe(time.perf_counter() - t0)
+    m.done(code, t0)
 
 
 def _wrap_unary(m: _Method, fn: Callable[..., Any]) -> Callable[..., Any]:
