@@ -11,25 +11,56 @@ from __future__ import annotations
 import itertools
 import os
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Request", "current", "new_request_id"]
+__all__ = ["NAMESPACE_HEADER", "Request", "current", "new_request_id"]
+
+NAMESPACE_HEADER = "containerd-namespace"  # as pycontainerd.namespaces.GRPC_HEADER; this module imports nothing of ours
+_PREFIX = os.urandom(4).hex()
+_COUNTER = itertools.count(1)
 
 
-@dataclass(frozen=True, slots=True)
 class Request:
-    """One gRPC call as log lines name it."""
+    """One gRPC call as log lines name it.
 
-    id: str
-    method: str  # "/containerd.services.images.v1.Images/List"
-    namespace: str  # "" when the call sent none
+    Made for every call but read only when a line is logged, so the id is
+    formatted and the namespace looked up in the call's metadata (``source``,
+    anything with ``invocation_metadata()``) only on first use.
+    """
+
+    __slots__ = ("_id", "_namespace", "_seq", "_source", "method")
+
+    def __init__(self, id: str | None, method: str, namespace: str | None = None, source: Any = None) -> None:
+        self._id = id
+        self._seq = next(_COUNTER) if id is None else 0
+        self.method = method  # "/containerd.services.images.v1.Images/List"
+        self._namespace = namespace
+        self._source = source
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = f"{_PREFIX}{self._seq:08x}"
+        return self._id
+
+    @property
+    def namespace(self) -> str:
+        """The call's namespace header, "" when it sent none."""
+        if self._namespace is None:
+            found = ""
+            for key, value in self._source.invocation_metadata() or () if self._source is not None else ():
+                if key == NAMESPACE_HEADER:
+                    found = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                    break
+            self._namespace = found
+        return self._namespace
+
+    def __repr__(self) -> str:
+        return f"Request(id={self.id!r}, method={self.method!r}, namespace={self.namespace!r})"
 
 
 #: The call being served, None outside one.
 current: ContextVar[Request | None] = ContextVar("pycontainerd_request", default=None)
-
-_PREFIX = os.urandom(4).hex()
-_COUNTER = itertools.count(1)
 
 
 def new_request_id() -> str:

@@ -136,15 +136,8 @@ class _Method:
             self.latency.observe(time.perf_counter() - t0)
 
 
-def _call_namespace(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == namespaces_api.GRPC_HEADER:
-            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    return ""
-
-
 def _begin(m: _Method, context: grpc.aio.ServicerContext) -> float:
-    log_context.current.set(log_context.Request(log_context.new_request_id(), m.full, _call_namespace(context)))
+    log_context.current.set(log_context.Request(None, m.full, None, context))
     m.started.inc()
     return time.perf_counter()
 
