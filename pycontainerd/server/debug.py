@@ -23,7 +23,6 @@ import logging
 import os
 import pathlib
 import socket
-import stat
 import sys
 import threading
 import time
@@ -32,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..log import levels, stacks
+from ._unixsock import claim, own, release
 from .config import ConfigError
-from .server import AddressInUse
 
 __all__ = [
     "MAX_BODY",
@@ -331,25 +330,16 @@ class DebugServer:
         if self._thread is not None:
             self._thread.join(timeout=10.0)
             self._thread = None
-        with contextlib.suppress(OSError):
-            if self._ino is not None and os.lstat(self.path).st_ino == self._ino:
-                self.path.unlink()
+        release(self.path, self._ino)
         self._ino = None
 
     def _bind(self) -> socket.socket:
-        self.path.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
-        self._remove_stale()
+        claim(self.path, "debug address")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             os.fchmod(sock.fileno(), 0o660)  # Linux gives the socket file this mode at bind: never wider
             sock.bind(str(self.path))
-            st = os.stat(self.path)
-            self._ino = st.st_ino
-            os.chmod(self.path, 0o660)
-            uid = st.st_uid if self._uid is None else self._uid
-            gid = st.st_gid if self._gid is None else self._gid
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.chown(self.path, uid, gid)
+            self._ino = own(self.path, self._uid, self._gid)
             sock.listen(MAX_CLIENTS)
             sock.setblocking(False)
         except BaseException:
@@ -357,22 +347,6 @@ class DebugServer:
             self.stop()
             raise
         return sock
-
-    def _remove_stale(self) -> None:
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(st.st_mode):
-            raise AddressInUse(f"debug address {self.path} exists and is not a socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(self.path))
-            except OSError:
-                log.info("removing stale socket %s", self.path)
-                self.path.unlink()
-                return
-        raise AddressInUse(f"debug address {self.path} is in use by another process")
 
     def _run(self, sock: socket.socket) -> None:
         try:

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import inspect
 import logging
 import os
 import pathlib
-import socket
-import stat
 import typing
 from typing import Any
 
@@ -31,6 +28,7 @@ from .._rootlock import LOCK_FILE, try_lock
 from ..metrics._http import MetricsServer
 from ..plugin import InitContext, Plugin, PluginSet, PluginType, Registration, ordered
 from ._metrics import start_metrics
+from ._unixsock import AddressInUse, claim, own, release
 from .builtins import BUILTINS, Builtin
 from .config import Config, ConfigError, Duration, decode_plugin_config, format_duration
 
@@ -50,10 +48,6 @@ class RootLocked(Exception):
         self.pid = pid
         holder = f" (pid {pid})" if pid else ""
         super().__init__(f"another daemon is using root {root}{holder}")
-
-
-class AddressInUse(Exception):
-    """Something already answers on the socket path."""
 
 
 def socket_path(address: str) -> pathlib.Path:
@@ -228,7 +222,7 @@ class Server:
             register = getattr(plugin.instance, "register", None)
             if plugin.ok and plugin.registration.type == PluginType.GRPC and callable(register):
                 register(server)
-        self._prepare_socket()
+        claim(self.socket)
         old = os.umask(0o117)  # the socket appears as 0660, never wider
         try:
             server.add_insecure_port(f"unix:{self.socket}")
@@ -238,13 +232,7 @@ class Server:
         self._grpc = server
         self.metrics = await start_metrics(self.config.metrics, self.plugins)
         self._export_addresses()
-        st = os.stat(self.socket)
-        self._socket_ino = st.st_ino
-        os.chmod(self.socket, 0o660)
-        uid = st.st_uid if g.uid is None else g.uid
-        gid = st.st_gid if g.gid is None else g.gid
-        if (st.st_uid, st.st_gid) != (uid, gid):
-            os.chown(self.socket, uid, gid)
+        self._socket_ino = own(self.socket, g.uid, g.gid)
         log.info("serving... address=%s", self.socket)
 
     def _export_addresses(self) -> None:
@@ -256,25 +244,6 @@ class Server:
                     plugin.exports["metrics_address"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 if self.config.debug.address:
                     plugin.exports["debug_address"] = self.config.debug.address
-
-    def _prepare_socket(self) -> None:
-        self.socket.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
-        try:
-            st = os.lstat(self.socket)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(st.st_mode):
-            raise AddressInUse(f"{self.socket} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(self.socket))
-        except OSError:
-            log.info("removing stale socket %s", self.socket)
-            self.socket.unlink()
-            return
-        finally:
-            probe.close()
-        raise AddressInUse(f"address {self.socket} is in use by another process")
 
     async def wait(self) -> None:
         if self._grpc is not None:
@@ -293,14 +262,8 @@ class Server:
             await self._grpc.stop(grace)
             self._grpc = None
         await asyncio.to_thread(self.close_plugins)
-        self._remove_socket()
+        release(self.socket, self._socket_ino)
+        self._socket_ino = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         self.unlock()
-
-    def _remove_socket(self) -> None:
-        """Remove the socket file if it is still the one this daemon created."""
-        with contextlib.suppress(OSError):
-            if self._socket_ino is not None and os.lstat(self.socket).st_ino == self._socket_ino:
-                self.socket.unlink()
-        self._socket_ino = None
