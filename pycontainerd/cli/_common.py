@@ -8,9 +8,10 @@ them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -32,6 +33,7 @@ __all__ = [
     "print_table",
     "report",
     "subcommand",
+    "transfer_bars",
 ]
 
 Command = Callable[[Client, argparse.Namespace], int | None]
@@ -219,3 +221,17 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Non
     for row in [list(headers), *cells]:
         padded = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)]
         out.write("   ".join([*padded, row[-1]]).rstrip() + "\n")
+
+
+@contextlib.contextmanager
+def transfer_bars(state_width: int = 0, transient: bool = False) -> Iterator[Any]:
+    """rich progress rows on stderr — name, state (when ``state_width``), bar, bytes, speed — for pulls, pushes, ingests."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns: list[Any] = [TextColumn("{task.description}")]
+    if state_width:
+        columns.append(TextColumn(f"{{task.fields[state]:<{state_width}}}"))
+    columns += [BarColumn(), DownloadColumn(), TransferSpeedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=transient) as bars:
+        yield bars

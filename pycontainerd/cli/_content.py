@@ -22,6 +22,7 @@ from ._common import (
     parse_labels,
     print_table,
     subcommand,
+    transfer_bars,
 )
 from ._distribution import add_content_commands
 
@@ -73,11 +74,7 @@ def _progress(total: int, start: int, ref: str) -> Iterator[Callable[[int], None
     if not sys.stderr.isatty():
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with transfer_bars(transient=True) as bar:
         task = bar.add_task(ref, total=total or None, completed=start)
         yield lambda n: bar.advance(task, n)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .. import platforms
 from ..errors import InvalidArgument
 from ..reference import parse_normalized
-from ._common import human_size, parse_labels, report, subcommand
+from ._common import human_size, parse_labels, report, subcommand, transfer_bars
 
 if TYPE_CHECKING:
     from ..client import Client, Credentials, RegistryOptions
@@ -66,21 +66,9 @@ def _display(quiet: bool) -> Iterator[ProgressFunc | None]:
     if not sys.stderr.isatty():
         yield _Lines()
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
-    from rich.progress import Progress as Bars
-
-    columns = (
-        TextColumn("{task.description}"),
-        TextColumn("{task.fields[state]:<14}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-    )
-    console = Console(stderr=True)
     tasks: dict[str, Any] = {}
     lock = threading.Lock()
-    with Bars(*columns, console=console) as bars:
+    with transfer_bars(state_width=14) as bars:
 
         def show(p: Progress) -> None:
             with lock:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import group, human_size, subcommand
+from ._common import group, human_size, subcommand, transfer_bars
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -70,20 +70,9 @@ def _display(quiet: bool) -> Iterator[Any]:
     if not sys.stderr.isatty():
         yield _Lines()
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
-    from rich.progress import Progress as Bars
-
-    columns = (
-        TextColumn("{task.description}"),
-        TextColumn("{task.fields[state]:<16}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-    )
     tasks: dict[str, Any] = {}
     lock = threading.Lock()
-    with Bars(*columns, console=Console(stderr=True)) as bars:
+    with transfer_bars(state_width=16) as bars:
 
         def show(e: Event) -> None:
             with lock:
