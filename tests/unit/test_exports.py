@@ -51,6 +51,14 @@ PACKAGES = [
     "pycontainerd.log.stacks",
     "pycontainerd.server.debug",
     "pycontainerd.migrate",
+    "pycontainerd.migrate.records",
+    "pycontainerd.migrate.dockerstore",
+    "pycontainerd.migrate.tarsplit",
+    "pycontainerd.migrate.layerstream",
+    "pycontainerd.migrate.importer",
+    "pycontainerd.diff.apply",
+    "pycontainerd.diff.compare",
+    "pycontainerd.diff.compression",
     "pycontainerd._duration",
 ]
 
