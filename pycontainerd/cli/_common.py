@@ -11,14 +11,16 @@ import argparse
 import contextlib
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ..client import Client
 from ..errors import ContainerdError, InvalidArgument
 
 __all__ = [
+    "BarRows",
     "Command",
     "Parser",
     "age",
@@ -31,6 +33,7 @@ __all__ = [
     "parse_duration",
     "parse_labels",
     "print_table",
+    "progress_display",
     "report",
     "subcommand",
     "transfer_bars",
@@ -235,3 +238,41 @@ def transfer_bars(state_width: int = 0, transient: bool = False) -> Iterator[Any
     columns += [BarColumn(), DownloadColumn(), TransferSpeedColumn()]
     with Progress(*columns, console=Console(stderr=True), transient=transient) as bars:
         yield bars
+
+
+class BarRows:
+    """One progress row per subject, added the first time it is seen; callable from several threads."""
+
+    def __init__(self, bars: Any) -> None:
+        self._bars = bars
+        self._rows: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def update(self, key: str, label: str, *, state: str, completed: int, total: int | None) -> None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                row = self._rows[key] = self._bars.add_task(label, total=total, state=state)
+            self._bars.update(row, completed=completed, total=total, state=state)
+
+    def note(self, text: str) -> None:
+        """A line above the rows."""
+        with self._lock:
+            self._bars.console.print(text)
+
+
+F = TypeVar("F")
+
+
+@contextlib.contextmanager
+def progress_display(
+    quiet: bool, lines: Callable[[], F], rows: Callable[[BarRows], F], state_width: int
+) -> Iterator[F | None]:
+    """How a command shows progress: nothing with -q, ``lines()`` when stderr is no terminal, rich rows on one."""
+    if quiet:
+        yield None
+    elif not sys.stderr.isatty():
+        yield lines()
+    else:
+        with transfer_bars(state_width) as bars:
+            yield rows(BarRows(bars))

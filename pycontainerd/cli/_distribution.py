@@ -14,14 +14,13 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from .. import platforms
 from ..errors import InvalidArgument
 from ..reference import parse_normalized
-from ._common import human_size, parse_labels, report, subcommand, transfer_bars
+from ._common import BarRows, human_size, parse_labels, progress_display, report, subcommand
 
 if TYPE_CHECKING:
     from ..client import Client, Credentials, RegistryOptions
@@ -58,31 +57,20 @@ class _Lines:
             print(f"{p.name}: {p.event}{size}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def _display(quiet: bool) -> Iterator[ProgressFunc | None]:
-    if quiet:
-        yield None
-        return
-    if not sys.stderr.isatty():
-        yield _Lines()
-        return
-    tasks: dict[str, Any] = {}
-    lock = threading.Lock()
-    with transfer_bars(state_width=14) as bars:
+def _rows(rows: BarRows) -> ProgressFunc:
+    def show(p: Progress) -> None:
+        if p.event not in _BLOB_STATES:
+            if p.event != "saved":
+                rows.note(p.event)
+            return
+        completed = p.total if p.event in _DONE_STATES else p.progress
+        rows.update(p.name, _short(p.name), state=p.event, completed=completed, total=p.total or None)
 
-        def show(p: Progress) -> None:
-            with lock:
-                if p.event not in _BLOB_STATES:
-                    if p.event != "saved":
-                        bars.console.print(p.event)
-                    return
-                task = tasks.get(p.name)
-                if task is None:
-                    task = tasks[p.name] = bars.add_task(_short(p.name), total=p.total or None, state=p.event)
-                completed = p.total if p.event in _DONE_STATES else p.progress
-                bars.update(task, completed=completed, state=p.event)
+    return show
 
-        yield show
+
+def _display(quiet: bool) -> AbstractContextManager[ProgressFunc | None]:
+    return progress_display(quiet, _Lines, _rows, state_width=14)
 
 
 def _short(name: str) -> str:

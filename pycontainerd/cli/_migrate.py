@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import group, human_size, subcommand, transfer_bars
+from ._common import BarRows, group, human_size, progress_display, subcommand
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -62,31 +62,19 @@ class _Lines:
             print(f"layer {_short(e.subject)}: {e.state}{size}{why}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def _display(quiet: bool) -> Iterator[Any]:
-    if quiet:
-        yield None
-        return
-    if not sys.stderr.isatty():
-        yield _Lines()
-        return
-    tasks: dict[str, Any] = {}
-    lock = threading.Lock()
-    with transfer_bars(state_width=16) as bars:
+def _rows(rows: BarRows) -> Callable[[Event], None]:
+    def show(e: Event) -> None:
+        if e.kind == "image":
+            rows.note(_image_line(e))
+            return
+        label = f"layer-{_short(e.subject)}"
+        rows.update(e.subject, label, state=e.state, completed=e.done, total=e.total or None)
 
-        def show(e: Event) -> None:
-            with lock:
-                if e.kind == "image":
-                    bars.console.print(_image_line(e))
-                    return
-                task = tasks.get(e.subject)
-                if task is None:
-                    task = tasks[e.subject] = bars.add_task(
-                        f"layer-{_short(e.subject)}", total=e.total or None, state=e.state
-                    )
-                bars.update(task, completed=e.done, total=e.total or None, state=e.state)
+    return show
 
-        yield show
+
+def _display(quiet: bool) -> AbstractContextManager[Callable[[Event], None] | None]:
+    return progress_display(quiet, _Lines, _rows, state_width=16)
 
 
 def _namespace(args: argparse.Namespace) -> str:
