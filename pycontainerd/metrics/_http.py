@@ -1,8 +1,8 @@
 """The metrics endpoint: HTTP/1.1 on a TCP address, ``GET /v1/metrics`` as containerd serves it.
 
 Only scrapers talk to it, so it answers one request per connection and
-closes.  The request head is parsed by :func:`parse_head`, which does no
-I/O; its size and the time a client may take to send it are bounded, so a
+closes.  The request head is parsed by :mod:`pycontainerd._http1`, which
+does no I/O; its size and the time a client may take to send it are bounded, so a
 slow or hostile client costs one small buffer for a few seconds.
 """
 
@@ -11,55 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 
-from ..errors import InvalidArgument
+from .._http1 import HTTPError, Response, encode_response, parse_request, text_response
 from .exposition import CONTENT_TYPE, render
 from .registry import Registry
 
-__all__ = ["MAX_HEAD", "PATHS", "MetricsServer", "RequestHead", "parse_head"]
+__all__ = ["MAX_HEAD", "PATHS", "MetricsServer"]
 
 log = logging.getLogger("pycontainerd.metrics")
 
 MAX_HEAD = 8192
 HEAD_TIMEOUT = 5.0
 PATHS = ("/v1/metrics", "/metrics")
-
-
-@dataclass(frozen=True, slots=True)
-class RequestHead:
-    method: str
-    path: str
-    version: str
-
-
-def parse_head(data: bytes) -> RequestHead:
-    """The request line of a complete head (up to and including the blank line); InvalidArgument if malformed."""
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
-        raise InvalidArgument("request head is not ASCII") from None
-    line, _, rest = text.partition("\r\n")
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[1].startswith("/"):
-        raise InvalidArgument(f"malformed request line {line[:80]!r}")
-    method, target, version = parts
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise InvalidArgument(f"unsupported protocol {version[:16]!r}")
-    for header in rest.split("\r\n"):
-        if header and ":" not in header:
-            raise InvalidArgument(f"malformed header line {header[:80]!r}")
-    return RequestHead(method, target.partition("?")[0], version)
-
-
-def _response(
-    status: str, body: bytes, content_type: str = "text/plain; charset=utf-8", extra: str = "", head_only: bool = False
-) -> bytes:
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-        f"{extra}Connection: close\r\n\r\n"
-    )
-    return head.encode() if head_only else head.encode() + body
 
 
 class MetricsServer:
@@ -93,7 +56,7 @@ class MetricsServer:
             try:
                 data = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
             except asyncio.LimitOverrunError:
-                writer.write(_response("431 Request Header Fields Too Large", b"request head too large\n"))
+                writer.write(encode_response(text_response(431, f"request head over {MAX_HEAD} bytes")))
                 return
             except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                 return
@@ -107,15 +70,16 @@ class MetricsServer:
                 await writer.wait_closed()
 
     async def _answer(self, data: bytes) -> bytes:
-        if len(data) > MAX_HEAD:
-            return _response("431 Request Header Fields Too Large", b"request head too large\n")
         try:
-            head = parse_head(data)
-        except InvalidArgument as e:
-            return _response("400 Bad Request", f"{e.message}\n".encode())
-        if head.path not in PATHS:
-            return _response("404 Not Found", f"no such path {head.path[:200]}; metrics are at {PATHS[0]}\n".encode())
-        if head.method not in ("GET", "HEAD"):
-            return _response("405 Method Not Allowed", b"only GET\n", extra="Allow: GET, HEAD\r\n")
+            request = parse_request(data, MAX_HEAD, None)
+        except HTTPError as e:
+            return encode_response(e.response())
+        if request is None:  # readuntil stopped at the blank line, so only an oversized head gets here
+            return encode_response(text_response(431, f"request head over {MAX_HEAD} bytes"))
+        if request.path not in PATHS:
+            message = f"no such path {request.path[:200]}; metrics are at {PATHS[0]}"
+            return encode_response(text_response(404, message))
+        if request.method not in ("GET", "HEAD"):
+            return encode_response(text_response(405, "only GET", allow="GET, HEAD"))
         body = render(await self.registry.collect())
-        return _response("200 OK", body, CONTENT_TYPE, head_only=head.method == "HEAD")
+        return encode_response(Response(200, body, CONTENT_TYPE), head_only=request.method == "HEAD")

@@ -23,6 +23,8 @@ import grpc
 import pytest
 from google.protobuf.empty_pb2 import Empty
 
+from pycontainerd._http1 import HTTPError, HTTPRequest, encode_request, parse_response
+from pycontainerd._http1 import parse_request as parse_http
 from pycontainerd.api.services.content.v1 import content_pb2 as cpb
 from pycontainerd.api.services.events.v1 import events_pb2 as epb
 from pycontainerd.api.services.events.v1 import events_pb2_grpc
@@ -36,12 +38,7 @@ from pycontainerd.server.debug import (
     MAX_HEAD,
     READ_TIMEOUT,
     DaemonEndpoints,
-    HTTPError,
-    HTTPRequest,
     call,
-    encode_request,
-    parse_request,
-    parse_response,
     respond,
 )
 from tests.daemon.conftest import NAMESPACE, Stubs, channel_to, md
@@ -53,6 +50,11 @@ OWNER = (4343, 4242)  # ids no account has: the socket is handed to them as conf
 
 
 # -- the protocol, on bytes ----------------------------------------------------
+
+
+def parse_request(data: bytes) -> HTTPRequest | None:
+    """As the debug socket parses a request: within its limits."""
+    return parse_http(data, MAX_HEAD, MAX_BODY)
 
 
 def test_requests_are_parsed_as_they_arrive() -> None:

@@ -60,6 +60,7 @@ PACKAGES = [
     "pycontainerd.diff.compare",
     "pycontainerd.diff.compression",
     "pycontainerd._duration",
+    "pycontainerd._http1",
 ]
 
 

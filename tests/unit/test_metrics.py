@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from pycontainerd._http1 import HTTPError, parse_request
 from pycontainerd.api.cgroups.v1 import metrics_pb2 as v1
 from pycontainerd.api.cgroups.v2 import metrics_pb2 as v2
-from pycontainerd.errors import InvalidArgument
 from pycontainerd.metrics import Counter, Family, Gauge, Histogram, Registry, Sample, render
-from pycontainerd.metrics._http import parse_head
+from pycontainerd.metrics._http import MAX_HEAD
 from pycontainerd.metrics.cgroups import families as cgroup_families
 
 
@@ -140,8 +140,11 @@ def test_cgroup_v2_metrics() -> None:
 
 
 def test_request_heads() -> None:
-    head = parse_head(b"GET /v1/metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n")
-    assert (head.method, head.path, head.version) == ("GET", "/v1/metrics", "HTTP/1.1")
+    """The metrics port reads heads only: a declared body is left unread, never refused."""
+    head = parse_request(b"GET /v1/metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n", MAX_HEAD, None)
+    assert head is not None and (head.method, head.path, head.body) == ("GET", "/v1/metrics", b"")
+    posted = parse_request(b"POST /v1/metrics HTTP/1.1\r\nContent-Length: 99\r\n\r\n", MAX_HEAD, None)
+    assert posted is not None and posted.method == "POST"
     for bad in (
         b"GET /v1/metrics\r\n\r\n",
         b"GET v1 HTTP/1.1\r\n\r\n",
@@ -149,13 +152,13 @@ def test_request_heads() -> None:
         b"GET /v1/metrics HTTP/1.1\r\nno colon\r\n\r\n",
         b"\xff / HTTP/1.1\r\n\r\n",
     ):
-        with pytest.raises(InvalidArgument):
-            parse_head(bad)
+        with pytest.raises(HTTPError):
+            parse_request(bad, MAX_HEAD, None)
 
 
 @given(st.binary(max_size=300))
 def test_head_parser_only_raises_its_own_error(data: bytes) -> None:
     try:
-        parse_head(data)
-    except InvalidArgument:
+        parse_request(data, 64, None)
+    except HTTPError:
         pass
