@@ -196,6 +196,29 @@ def _remove_cgroups(parent: str) -> None:
                 d.rmdir()
 
 
+def dockerd_argv(base: Path, cgroup: str, *extra: str) -> list[str]:
+    """dockerd on the directories under ``base`` (socket, data and exec roots, pidfile, config), overlay2,
+    no networking set-up on the host, its containers under cgroup ``/<cgroup>``."""
+    return [
+        str(DOCKERD),
+        f"--host=unix://{base / 'docker.sock'}",
+        f"--data-root={base / 'root'}",
+        f"--exec-root={base / 'exec'}",
+        f"--pidfile={base / 'docker.pid'}",
+        f"--config-file={base / 'daemon.json'}",
+        f"--cgroup-parent=/{cgroup}",
+        *extra,
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+        "--ip-forward=false",
+        "--ip-masq=false",
+        "--userland-proxy=false",
+        "--storage-driver=overlay2",
+        "--log-level=warn",
+    ]
+
+
 @contextlib.contextmanager
 def dockerd(insecure: str, parent: Path | None = None) -> Iterator[Engine]:
     """Debian's dockerd on private directories, its containers in cgroup ``/bench-dockerd-PID``."""
@@ -206,24 +229,7 @@ def dockerd(insecure: str, parent: Path | None = None) -> Iterator[Engine]:
     with scratch("bench-dockerd-", parent) as base:
         (base / "cli").mkdir()
         (base / "daemon.json").write_text("{}\n")
-        argv = [
-            str(DOCKERD),
-            f"--host=unix://{base / 'docker.sock'}",
-            f"--data-root={base / 'root'}",
-            f"--exec-root={base / 'exec'}",
-            f"--pidfile={base / 'docker.pid'}",
-            f"--config-file={base / 'daemon.json'}",
-            f"--cgroup-parent=/{cgroup}",
-            f"--insecure-registry={insecure}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--ip-forward=false",
-            "--ip-masq=false",
-            "--userland-proxy=false",
-            "--storage-driver=overlay2",
-            "--log-level=warn",
-        ]
+        argv = dockerd_argv(base, cgroup, f"--insecure-registry={insecure}")
         launched = time.monotonic()
         proc = _spawn(argv, base / "dockerd.log", base)
         root = base / "root"
