@@ -30,7 +30,7 @@ import errno
 import io
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, cast
@@ -471,7 +471,7 @@ def _exists(name: str, dir_fd: int) -> bool:
 
 def apply_layer(
     root: Path,
-    layer: BinaryIO,
+    layer: BinaryIO | Iterable[bytes],
     *,
     media_type: str = "",
     whiteouts: WhiteoutMode = WhiteoutMode.DELETE,
@@ -482,24 +482,32 @@ def apply_layer(
     """Extract the layer blob ``layer`` into the directory ``root``; the diffID and sizes read.
 
     The compression comes from ``media_type``, or from the blob's first
-    bytes when the type does not say.  Raises InvalidArgument for a damaged
-    or hostile layer (naming the entry) and when the diffID is not
-    ``expected_diff_id``; FailedPrecondition / ResourceExhausted when the
+    bytes when the type does not say.  ``layer`` may also be an iterable of
+    an *uncompressed* tar stream's chunks (a stream made here, not read from
+    a store), consumed on the reader thread as they come, with no copy.
+
+    Raises InvalidArgument for a damaged or hostile layer (naming the
+    entry) and when the diffID is not ``expected_diff_id``; FailedPrecondition / ResourceExhausted when the
     file system refuses a change; ResourceExhausted when the layer oversteps
     ``limits`` (default: the process's, :func:`pycontainerd.limits.current`).
     On error the target is left part-applied: the caller removes it.
     """
     lim = limits or current()
-    compression = from_media_type(media_type)
-    head = b""
-    if compression is None:
-        head = _read_head(layer, 4)
-        compression = sniff(head)
     counted: _Counting | None = None
     source: BinaryIO | Iterator[bytes]
-    if compression is Compression.NONE:
-        source, first = layer, head
+    head = b""
+    compression = Compression.NONE
+    if not hasattr(layer, "read"):
+        source, first = iter(layer), b""
     else:
+        layer = cast(BinaryIO, layer)
+        named = from_media_type(media_type)
+        if named is None:
+            head = _read_head(layer, 4)
+        compression = named if named is not None else sniff(head)
+        source, first = layer, head
+    if compression is not Compression.NONE:
+        layer = cast(BinaryIO, layer)
         counted = _Counting(layer, head)
         source, first = decompressed_chunks(cast(BinaryIO, counted), compression), b""
     parser = TarParser(lim)

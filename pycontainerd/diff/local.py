@@ -19,7 +19,7 @@ import contextlib
 import io
 import pathlib
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import BinaryIO, Protocol, cast
 
 from ..content import BlobFile, Ingester, Provider, ReaderAt, Writer, open_blob
@@ -110,11 +110,20 @@ class LocalDiffer:
         """
         return self._apply(desc, mounts, cast(BinaryIO, io.BufferedReader(BlobFile(reader), CHUNK)))
 
+    def apply_chunks(self, chunks: Iterable[bytes], mounts: Sequence[Mount]) -> Descriptor:
+        """Apply an uncompressed tar stream made by the caller (a layer rebuilt from its parts), chunk by chunk.
+
+        No store, reader or buffer sits between the chunks and the extractor,
+        and the stream is hashed once, here; as with :meth:`apply_from`, the
+        diffID returned is the caller's to check.
+        """
+        return self._apply_blob(Descriptor(mt.OCI_LAYER, "", 0), mounts, chunks)
+
     def _apply(self, desc: Descriptor, mounts: Sequence[Mount], blob_file: BinaryIO) -> Descriptor:
         with blob_file:
             return self._apply_blob(desc, mounts, blob_file)
 
-    def _apply_blob(self, desc: Descriptor, mounts: Sequence[Mount], blob: BinaryIO) -> Descriptor:
+    def _apply_blob(self, desc: Descriptor, mounts: Sequence[Mount], blob: BinaryIO | Iterable[bytes]) -> Descriptor:
         if _encrypted(desc.media_type):
             raise InvalidArgument(f"encrypted layer {desc.digest}: decryption is not supported")
         try:

@@ -164,14 +164,27 @@ class SafeDir:
             raise InvalidArgument(f"{quote(str(self.path))}: is a directory")
         parent = self._walk(parts[:-1])
         try:
+            return self.open_file_in(parent, parts)
+        finally:
+            os.close(parent)
+
+    def walk(self, *parts: str) -> int:
+        """A new descriptor of the directory ``parts``, reached as :meth:`open_file` reaches one (the caller closes it).
+
+        For a reader of many files in few directories: one walk per
+        directory, then :meth:`open_file_in` for each file in it.
+        """
+        return self._walk(parts)
+
+    def open_file_in(self, parent: int, parts: tuple[str, ...]) -> int:
+        """:meth:`open_file` of ``parts``, whose directory the caller holds open as ``parent`` (from :meth:`walk`)."""
+        try:
             try:
                 fd = os.open(parts[-1], _FILE_FLAGS | _NOATIME, dir_fd=parent)
             except PermissionError:
                 fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=parent)  # O_NOATIME needs ownership or CAP_FOWNER
         except OSError as exc:
             raise os_error(self.where(parts), exc) from exc
-        finally:
-            os.close(parent)
         try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):

@@ -13,17 +13,19 @@ What an image becomes:
   manifest it pulled): config of type ``application/vnd.oci.image.config.v1+json``
   and one *uncompressed* layer per diff id, ``application/vnd.oci.image.layer.v1.tar``,
   digest the diff id, size the tar stream's length;
-* those layer blobs themselves, written in the same pass as the apply.  The
-  OCI spec allows absent blobs (containerd runs an image pulled with
-  ``discard_unpacked_layers``), but pycontainerd's unpack labels each layer
-  blob even when its snapshot exists and pydockerd lists only images whose
-  layer blobs are there, so they are stored; the cost is the layers' size
-  once more, as in Docker's own containerd store, and in return a push sends
-  them as they are, with a valid manifest (see *Pushing* below);
 * one committed snapshot per layer, named by its chain id on top of its
   parent's, labelled ``containerd.io/snapshot.ref`` as the unpacker labels it;
   the stream applied is the one rebuilt from tar-split, never a walk of the
   diff directory, which is what makes the diff ids exact;
+* each layer's tar-split record, as Docker stored it (a few MiB for a GiB
+  of layer), held by the manifest (:mod:`.labels`).  The layer blobs
+  themselves are not stored: the OCI spec lets a manifest name blobs that
+  are absent (containerd leaves images so with ``discard_unpacked_layers``),
+  and the record plus the snapshot's files rebuild the exact stream
+  whenever a blob is wanted, for a push or an export
+  (:mod:`.ondemand`, which stores them compressed then).  So the layers'
+  bytes are written once, into the snapshots, as ``docker save`` writes
+  them once into its archive;
 * image records: each tag and digest reference of ``repositories.json`` under
   its normalised name (``docker.io/library/busybox:latest``, as Docker's
   containerd store names them).  A digest reference keeps its name although
@@ -34,9 +36,10 @@ What an image becomes:
   come with the images built on them.
 
 The collector keeps it all through the usual references: the manifest names
-the config and layers (``containerd.io/gc.ref.content.config`` and ``.l.<i>``),
-the config the top snapshot (``containerd.io/gc.ref.snapshot.<snapshotter>``),
-each snapshot its parent.
+the config (``containerd.io/gc.ref.content.config``) and the tar-split
+records (``containerd.io/gc.ref.content.tar-split.<i>``), the config the
+top snapshot (``containerd.io/gc.ref.snapshot.<snapshotter>``), each
+snapshot its parent.
 
 Every step looks before it writes, so a second run writes nothing at all
 (not even a lease).  The first write creates the lease :data:`LEASE_ID`
@@ -46,25 +49,12 @@ and the next run takes the lease over, finds them and goes on.  An active
 snapshot left half applied (key ``migrate-docker <chain id>``) is removed
 first.  The Docker root is only read.
 
-Pushing: ``pyctr images push`` sends the manifest made here and its
-uncompressed layers as stored; no gzip copy is made, on demand or
-otherwise.  The OCI image spec lists ``application/vnd.oci.image.layer.v1.tar``
-as a layer type like any other, docker-registry stores it, and skopeo and
-Docker 20.10's ``docker pull`` take it, giving back Docker's image id and
-diff ids (tests/migrate/test_push.py).  Compressing at push time would give
-each layer a second digest, so the manifest pushed would not be the one
-recorded here (a pull of it back would be another image record's target),
-and would cost gzip's CPU time on every push or a stored compressed copy of
-every layer; what it saves is the registry's bandwidth and disk.  Whoever
-wants compressed layers in the registry has ``skopeo copy --dest-compress``
-or a rebuild; the migration keeps one exact copy.
-
-Speed: the per-file CRC-64 of tar-split is not checked while importing,
-because the stream's sha256 must equal the diff id anyway; only a layer that
-fails that check is rebuilt once more with the CRCs, to name the file at fault.
-The layer blob's WRITEs to the daemon are pipelined by the content proxy
-(:mod:`pycontainerd.content.proxy`), so storing the blob does not wait for
-a round trip per MiB while the apply goes on.
+Speed: each layer's stream is rebuilt and applied in one pass, hashed once
+(by the applier, whose digest must be the diff id) and handed to the
+applier's threads in batches (:class:`_Counter`); the per-file CRC-64 of
+tar-split is not checked on the way, because the stream's sha256 must equal
+the diff id anyway: only a layer that fails that check is rebuilt once more
+with the CRCs, to name the file at fault.
 """
 
 from __future__ import annotations
@@ -72,14 +62,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ..content import Info, Writer
-from ..diff.differ import LABEL_UNCOMPRESSED
+from ..content import Info
 from ..errors import AlreadyExists, ContainerdError, InvalidArgument, NotFound
 from ..images import Descriptor, Image
 from ..images import mediatypes as mt
@@ -87,7 +76,8 @@ from ..leases import LABEL_EXPIRE
 from ..reference import parse_normalized
 from ..snapshots import LABEL_SNAPSHOT_REF, exists
 from .dockerstore import read_docker_root
-from .layerstream import LayerStream, stream_length
+from .labels import LABEL_DIFF_ID, tar_split_label
+from .layerstream import LayerStream, read_tar_split, stream_length
 from .records import DockerStore, ImageRecord, LayerRecord, Problem
 
 if TYPE_CHECKING:
@@ -113,7 +103,7 @@ DANGLING_PREFIX: Final = "moby-dangling@"
 KEY_PREFIX: Final = "migrate-docker "
 LABEL_GC_CONTENT: Final = "containerd.io/gc.ref.content"
 LABEL_GC_SNAPSHOT: Final = "containerd.io/gc.ref.snapshot."
-WRITE_CHUNK: Final = 1 << 20
+BATCH: Final = 256 << 10
 REPORT_EVERY: Final = 4 << 20
 
 # States of an image or layer event, in the order they can come.
@@ -240,81 +230,40 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class _Sink:
-    """Where a layer's stream goes besides the applier: an ingest (in 1 MiB writes), and the progress count."""
+class _Counter:
+    """Counts a stream's bytes as they pass, reporting progress every :data:`REPORT_EVERY` bytes.
 
-    def __init__(self, write: Callable[[bytes], object] | None, progress: Callable[[int], None]) -> None:
-        self._write = write
+    A rebuilt stream comes in pieces as small as one header block (a
+    segment, then a small file, then the next segment): :meth:`counted`
+    hands them on joined into chunks of at least :data:`BATCH` bytes, since
+    each chunk passes between the applier's threads, and a thread switch
+    per 512-byte header would cost more than the copy that joining makes.
+    """
+
+    def __init__(self, progress: Callable[[int], None]) -> None:
         self._progress = progress
-        self._buffer = bytearray()
         self.size = 0
         self._reported = 0
 
-    def __call__(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self._write is not None:
-            self._buffer += chunk
-            if len(self._buffer) >= WRITE_CHUNK:
-                self._write(bytes(self._buffer))
-                self._buffer.clear()
-        if self.size - self._reported >= REPORT_EVERY:
-            self._reported = self.size
-            self._progress(self.size)
-
-    def flush(self) -> None:
-        if self._write is not None and self._buffer:
-            self._write(bytes(self._buffer))
-            self._buffer.clear()
-
-
-class _StreamAt:
-    """A layer's tar stream as the :class:`~pycontainerd.content.ReaderAt` the differ reads, front to back.
-
-    ``size`` must be the stream's exact length (:func:`stream_length`);
-    every chunk also goes to ``sink``.  :meth:`finish` reads whatever the
-    applier left, so the stream's own end check (its digest) always runs.
-    """
-
-    def __init__(self, chunks: Iterator[bytes], size: int, sink: Callable[[bytes], None]) -> None:
-        self._chunks = chunks
-        self._size = size
-        self._sink = sink
-        self._buffer = bytearray()
-        self._offset = 0
-        self._ended = False
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def _more(self) -> bool:
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self._ended = True
-            return False
-        self._sink(chunk)
-        self._buffer += chunk
-        return True
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        if offset != self._offset:
-            raise InvalidArgument(f"layer stream read at {offset}, not at {self._offset}: it is read in order only")
-        while len(self._buffer) < n and not self._ended and self._more():
-            pass
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        self._offset += len(out)
-        return out
-
-    def finish(self) -> None:
-        while not self._ended:
-            self._more()
-        extra = len(self._buffer) + self._offset - self._size
-        if extra:
-            raise InvalidArgument(f"the layer stream is {self._size + extra} bytes, not the {self._size} recorded")
-
-    def close(self) -> None:
-        pass
+    def counted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        held: list[bytes] = []
+        pending = 0
+        for chunk in chunks:
+            self.size += len(chunk)
+            if self.size - self._reported >= REPORT_EVERY:
+                self._reported = self.size
+                self._progress(self.size)
+            if not held and len(chunk) >= BATCH:
+                yield chunk
+                continue
+            held.append(chunk)
+            pending += len(chunk)
+            if pending >= BATCH:
+                yield b"".join(held)
+                held.clear()
+                pending = 0
+        if held:
+            yield b"".join(held)
 
 
 class _Job:
@@ -328,6 +277,7 @@ class _Job:
         self.snapshotter_name = options.snapshotter or client.default_snapshotter()
         self._leased: Client | None = None
         self.sizes: dict[str, int] = {}  # chain id -> stream length, once done (or verified)
+        self.splits: dict[str, str] = {}  # chain id -> digest of its tar-split record, once stored
         self.failed: dict[str, str] = {}  # chain id -> why
 
     # -- plumbing ---------------------------------------------------------------
@@ -372,13 +322,17 @@ class _Job:
         if self.options.dry_run:
             size = self._verify(layer)
         else:
-            blob = self.info(layer.diff_id)
+            record = read_tar_split(layer)
+            digest = _digest(record)
+            have_record = self.info(digest) is not None
             have_snapshot = exists(self.client.snapshotter(self.snapshotter_name), layer.chain_id)
-            if blob is not None and have_snapshot:
-                size = blob.size
-                self.emit(Event("layer", layer.chain_id, PRESENT, size, size))
+            if have_snapshot:
+                size = stream_length(layer)
+                self._record_blob(layer, record, digest, have_record)
+                self.emit(Event("layer", layer.chain_id, PRESENT if have_record else DONE, size, size))
             else:
-                size = self._import(layer, need_blob=blob is None, need_snapshot=not have_snapshot)
+                size = self._import(layer, record, digest, have_record)
+            self.splits[layer.chain_id] = digest
         self.sizes[layer.chain_id] = size
         return size
 
@@ -386,63 +340,43 @@ class _Job:
         """Dry run: rebuild the stream to nowhere, which checks its digest."""
         total = stream_length(layer)
         self.emit(Event("layer", layer.chain_id, VERIFYING, 0, total))
-        counter = _Sink(None, self._progress(layer, VERIFYING, total))
-        for chunk in LayerStream(layer, check_crc=False):
-            counter(chunk)
+        counter = _Counter(self._progress(layer, VERIFYING, total))
+        for _ in counter.counted(LayerStream(layer, check_crc=False)):
+            pass
         self.emit(Event("layer", layer.chain_id, VERIFIED, total, total))
         return counter.size
 
     def _progress(self, layer: LayerRecord, state: str, total: int) -> Callable[[int], None]:
         return lambda n: self.emit(Event("layer", layer.chain_id, state, n, total))
 
-    def _import(self, layer: LayerRecord, *, need_blob: bool, need_snapshot: bool) -> int:
-        total = stream_length(layer)
-        state = APPLYING if need_snapshot else STORING
-        self.emit(Event("layer", layer.chain_id, state, 0, total))
-        leased = self.leased
-        ref = f"migrate-{layer.diff_id}"
-        writer: Writer | None = None
-        if need_blob:
-            from ..content.helpers import open_writer
+    def _import(self, layer: LayerRecord, record: bytes, digest: str, have_record: bool) -> int:
+        """Apply the layer's rebuilt stream into a new snapshot, then store its tar-split record; the stream's length.
 
-            try:
-                writer = open_writer(leased.content, ref, total=total, expected=layer.diff_id)
-            except AlreadyExists:
-                writer = None
-            else:
-                if writer.status().offset:
-                    writer.truncate(0)  # left by a run that was killed
-        sink = _Sink(writer.write if writer is not None else None, self._progress(layer, state, total))
-        stream = LayerStream(layer, check_crc=False)
-        try:
-            if need_snapshot:
-                self._apply(layer, stream, total, sink, writer)
-            else:
-                for chunk in stream:
-                    sink(chunk)
-                self._commit_blob(layer, sink, writer)
-        except BaseException:
-            if writer is not None:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    leased.content.abort(ref)
-            raise
-        if need_blob:
-            self._label(layer.diff_id, {LABEL_UNCOMPRESSED: layer.diff_id})  # shared from another namespace
+        Docker's ``size`` (its files' bytes) stands for the progress total:
+        the stream's exact length would take a pass over the record first.
+        """
+        self.emit(Event("layer", layer.chain_id, APPLYING, 0, layer.size))
+        counter = _Counter(self._progress(layer, APPLYING, layer.size))
+        stream = LayerStream(layer, check_crc=False, verify=False, record=record)
+        self._apply(layer, counter.counted(stream))
+        self._record_blob(layer, record, digest, have_record)
         self.report.layers_written += 1
-        self.report.bytes_written += total
-        self.emit(Event("layer", layer.chain_id, DONE, total, total))
-        return total
+        self.report.bytes_written += counter.size
+        self.emit(Event("layer", layer.chain_id, DONE, counter.size, counter.size))
+        return counter.size
 
-    def _commit_blob(self, layer: LayerRecord, sink: _Sink, writer: Writer | None) -> None:
-        if writer is None:
-            return
-        sink.flush()
-        with contextlib.suppress(AlreadyExists):
-            writer.commit(sink.size, layer.diff_id, {LABEL_UNCOMPRESSED: layer.diff_id})
+    def _record_blob(self, layer: LayerRecord, record: bytes, digest: str, have: bool) -> None:
+        """Store the layer's tar-split record (unless there), labelled with the diff id it rebuilds."""
+        labels = {LABEL_DIFF_ID: layer.diff_id}
+        if not have:
+            from ..content.helpers import write_blob
 
-    def _apply(self, layer: LayerRecord, stream: LayerStream, total: int, sink: _Sink, writer: Writer | None) -> None:
-        """Prepare ``migrate-docker <chain id>`` on the parent, apply the stream into it, commit it as the chain id."""
+            write_blob(self.leased.content, f"migrate-{digest}", record, expected=digest, labels=labels)
+            self.report.bytes_written += len(record)
+        self._label(digest, labels)  # shared from another namespace without them
+
+    def _apply(self, layer: LayerRecord, chunks: Iterator[bytes]) -> None:
+        """Prepare ``migrate-docker <chain id>`` on the parent, apply ``chunks`` into it, commit it as the chain id."""
         from ..diff.local import LocalDiffer
 
         sn = self.snapshotter()
@@ -454,13 +388,12 @@ class _Job:
             sn.remove(key)  # half applied by a run that was killed
             mounts = sn.prepare(key, layer.parent or "", labels)
         try:
-            source = _StreamAt(iter(stream), total, sink)
-            desc = Descriptor(mt.OCI_LAYER, layer.diff_id, total)
-            applied = LocalDiffer(self.leased.content).apply_from(source, desc, mounts)
-            source.finish()
+            applied = LocalDiffer(self.leased.content).apply_chunks(chunks, mounts)
             if applied.digest != layer.diff_id:
-                raise InvalidArgument(f"layer {layer.chain_id}: applied {applied.digest}, not its diff id")
-            self._commit_blob(layer, sink, writer)
+                raise InvalidArgument(
+                    f"layer {layer.chain_id}: the rebuilt tar stream has digest {applied.digest}, "
+                    f"not its diff id {layer.diff_id}"
+                )
             try:
                 sn.commit(layer.chain_id, key, labels)
             except AlreadyExists:
@@ -506,7 +439,8 @@ class _Job:
                 return self._done(plan, names, PRESENT if present else WOULD_MIGRATE)
             changed = self.report.layers_written != written
             changed |= self._blob(image.id, image.config, self._config_labels(image))
-            changed |= self._blob(target.digest, manifest, _manifest_labels(image))
+            labels = _manifest_labels(image, [self.splits[c] for c in image.layers])
+            changed |= self._blob(target.digest, manifest, labels)
             recorded = 0
             for name in names:
                 made = self._record(name, target)
@@ -574,9 +508,10 @@ class _Job:
         return Outcome(plan.image.id, names, FAILED, reason)
 
 
-def _manifest_labels(image: ImageRecord) -> dict[str, str]:
+def _manifest_labels(image: ImageRecord, records: list[str]) -> dict[str, str]:
+    """The config and each layer's tar-split record, held by the manifest (its layer blobs are not stored)."""
     labels = {f"{LABEL_GC_CONTENT}.config": image.id}
-    labels.update({f"{LABEL_GC_CONTENT}.l.{i}": d for i, d in enumerate(image.diff_ids)})
+    labels.update({tar_split_label(i): d for i, d in enumerate(records)})
     return labels
 
 

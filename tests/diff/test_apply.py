@@ -85,6 +85,34 @@ def test_capability_survives_chown(target: Target) -> None:
     assert os.getxattr(target.root / "ping", "security.capability") == CAP_NET_RAW
 
 
+@pytest.mark.parametrize("cut", [1, 7, 512, 4096])
+def test_a_stream_of_chunks_applies_as_the_blob_does(
+    target: Target, tmp_path_factory: pytest.TempPathFactory, cut: int
+) -> None:
+    """An iterable of an uncompressed stream's pieces, cut anywhere (inside headers too), gives the same tree."""
+    layer = (
+        LayerTar()
+        .dir("etc", mode=0o755, mtime=10)
+        .file("etc/big", os.urandom(70_000), mode=0o640, uid=5)
+        .file("etc/empty", b"")
+        .symlink("etc/link", "big")
+        .hardlink("etc/again", "etc/big")
+        .bytes()
+    )
+    other = tmp_path_factory.mktemp("from-blob")
+    expected = apply(other, layer)
+    pieces = (layer[i : i + cut] for i in range(0, len(layer), cut))
+    got = apply_layer(target.root, pieces)
+    assert got == expected
+    assert snapshot_tree(target.root) == snapshot_tree(other)
+
+
+def test_a_stream_of_chunks_is_checked_as_a_blob_is(target: Target) -> None:
+    layer = LayerTar().file("../escape", b"x").bytes()
+    with pytest.raises(InvalidArgument):
+        apply_layer(target.root, iter([layer[:100], layer[100:]]))
+
+
 @pytest.mark.parametrize("fmt", ["gnu", "ustar", "v7"])
 def test_other_tar_formats(target: Target, fmt: str) -> None:
     import tarfile

@@ -10,6 +10,9 @@ checked through the client, ``pyctr run``, ``ctr`` and a second run.
 
 from __future__ import annotations
 
+import base64
+import gzip
+import io
 import json
 import signal
 import subprocess
@@ -23,8 +26,10 @@ import pytest
 
 from pycontainerd.client import Client
 from pycontainerd.content import read_blob
+from pycontainerd.errors import NotFound
 from pycontainerd.images.identity import chain_ids
 from pycontainerd.migrate.importer import LEASE_ID
+from pycontainerd.migrate.labels import LABEL_DIFF_ID, tar_splits
 from pycontainerd.reference import parse_normalized
 from tests.fixtures.daemon import PycontainerdDaemon, private_daemon
 from tests.migrate.conftest import Filled
@@ -141,8 +146,17 @@ def test_every_tag_with_dockers_image_id_and_diff_ids(migrated: Migrated, filled
         diff_ids = filled.diff_ids[image_id]
         assert config["rootfs"]["diff_ids"] == diff_ids
         assert [layer["digest"] for layer in manifest["layers"]] == diff_ids
-        for layer in manifest["layers"]:
-            assert c.content.info(layer["digest"]).size == layer["size"]
+        # the layer blobs are not stored; each layer's tar-split record is, held by the manifest
+        records = tar_splits(c.content.info(record.target.digest).labels)
+        assert sorted(records) == list(range(len(diff_ids)))
+        for i, layer in enumerate(manifest["layers"]):
+            with pytest.raises(NotFound):
+                c.content.info(layer["digest"])
+            assert c.content.info(records[i]).labels[LABEL_DIFF_ID] == layer["digest"]
+            with gzip.open(io.BytesIO(read_blob(c.content, records[i]))) as split:
+                entries = [json.loads(line) for line in split]
+            assert sum(e.get("size", 0) if e["type"] == 1 else len(base64.b64decode(e["payload"])) for e in entries) \
+                == layer["size"]  # fmt: skip
         chains = chain_ids(diff_ids)
         for chain in chains:
             assert sn.stat(chain).labels["containerd.io/snapshot.ref"] == chain
