@@ -20,13 +20,11 @@ timing with ``--cold``.  Prints each time, the medians and their ratio
 (migrate / save; the target is ≤ 1.0).
 
 File creation is what the two differ in (the save creates one file, the
-migration tens of thousands), and on ext4 without a journal, as on these
-machines, creating files right after tens of thousands were deleted is
-many times slower: the inode allocator passes over each recently freed
-inode on every allocation.  So nothing is removed between timings (each
-run's pycontainerd root stays until the end), and the benchmark first
-waits :data:`SETTLE` seconds after syncing, for what earlier benchmarks
-removed to age.
+migration tens of thousands), and on these machines creating files right
+after tens of thousands were deleted is many times slower (see
+:mod:`bench.freshfs`), so each migration gets a new file system for the
+pycontainerd root it writes, as each pull of the pull benchmark does; the
+Docker root and the save's archive stay on the shared disk.
 
 Run as root: ``.venv/bin/python -m bench.migrate [--runs N] [--cold]``.
 """
@@ -43,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +50,7 @@ if __package__ in (None, ""):
 from bench import daemons
 from bench.daemons import PYCONTAINERD_NAME, scratch
 from bench.engines import Engine, EngineUnavailable, _spawn, _terminate, _wait_ping, dockerd, kill_mentioning
+from bench.freshfs import fresh_fs
 from bench.unpack import FILE_SOURCES
 from bench.workloads import BenchmarkError
 
@@ -60,7 +58,6 @@ PYCTR = daemons.REPO / ".venv" / "bin" / "pyctr"
 TAGS = ("bench/files:1", "bench/files:latest")
 LOAD_TIMEOUT = 1800.0
 RUN_TIMEOUT = 3600.0
-SETTLE = 45.0
 
 
 def log(message: str) -> None:
@@ -147,34 +144,26 @@ def time_save(engine: Engine, out: Path, cold: bool) -> float:
     return seconds
 
 
-def settle() -> None:
-    """Write back what is dirty and let the inodes freed before the benchmark age (see the module's docstring)."""
-    os.sync()
-    time.sleep(SETTLE)
-
-
-def time_migrate(root: Path, parent: Path, cold: bool) -> float:
-    """``pyctr migrate docker`` of ``root`` into a pycontainerd on a fresh root under ``parent``.
-
-    The root stays until the whole benchmark ends (with ``parent``): removing
-    its files here would slow the next run's file creation.
-    """
-    base = Path(tempfile.mkdtemp(prefix="bench-migrate-pcd-", dir=parent))
-    daemon = daemons.launch(PYCONTAINERD_NAME, base)
-    try:
-        daemons.wait_ready(daemon)
-        if cold:
-            drop_caches()
-        argv = [str(PYCTR), "-a", daemon.address, "migrate", "docker", "-q", "--from", str(root)]
-        started = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
-        seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise BenchmarkError(f"pyctr migrate docker exited {done.returncode}: {done.stdout}{done.stderr}")
-        log(f"pyctr migrate docker: {seconds:.1f} s ({done.stdout.strip().splitlines()[-1]})")
-        return seconds
-    finally:
-        daemons.stop(daemon)
+def time_migrate(root: Path, cold: bool) -> float:
+    """``pyctr migrate docker`` of ``root`` into a pycontainerd on a fresh root on a file system of its own."""
+    with fresh_fs() as fs:
+        base = fs / "pycontainerd"
+        base.mkdir()
+        daemon = daemons.launch(PYCONTAINERD_NAME, base)
+        try:
+            daemons.wait_ready(daemon)
+            if cold:
+                drop_caches()
+            argv = [str(PYCTR), "-a", daemon.address, "migrate", "docker", "-q", "--from", str(root)]
+            started = time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+            seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise BenchmarkError(f"pyctr migrate docker exited {done.returncode}: {done.stdout}{done.stderr}")
+            log(f"pyctr migrate docker: {seconds:.1f} s ({done.stdout.strip().splitlines()[-1]})")
+            return seconds
+        finally:
+            daemons.stop(daemon)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,14 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             with dockerd("127.0.0.1:1", engine_parent) as engine:
                 seconds, _ = engine.docker("load", "-q", "-i", str(archive), timeout=LOAD_TIMEOUT)
                 archive.unlink()
-                log(f"docker load: {seconds:.1f} s; settling for {SETTLE:.0f} s")
-                settle()
+                log(f"docker load: {seconds:.1f} s")
                 for run in range(args.runs):
                     save_first = run % 2 == 0
                     if save_first:
                         saves.append(time_save(engine, work / "saved.tar", args.cold))
                     stop(engine)
-                    migrations.append(time_migrate(engine.base / "root", work, args.cold))
+                    migrations.append(time_migrate(engine.base / "root", args.cold))
                     if not save_first or run + 1 < args.runs:
                         restart(engine)
                     if not save_first:
