@@ -7,9 +7,10 @@ The new image config is the parent's, with the caller's ``config`` object,
 the diff id appended to ``rootfs.diff_ids`` and a history entry (an
 unchanged tree adds no layer: its entry says ``empty_layer``).  Config and
 manifest are written with the gc labels a pull writes (the manifest
-references config and layers, the config the top snapshot), and the layer's
-snapshot is committed under its chain id, so the new image runs without
-unpacking anything.  Nothing is named here unless asked: :meth:`record`
+references config and layers, the config the top snapshot; a base layer
+of a migrated image, whose blob is absent, by the tar-split record that
+rebuilds it), and the layer's snapshot is committed under its chain id, so
+the new image runs without unpacking anything.  Nothing is named here unless asked: :meth:`record`
 makes the image record, a name or Docker's ``moby-dangling@<digest>``.
 
 Everything blocks (gRPC); callers hold a lease around a sequence of steps
@@ -38,6 +39,8 @@ from pycontainerd.errors import AlreadyExists, NotFound
 from pycontainerd.images import Descriptor, Image
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.identity import chain_ids
+from pycontainerd.migrate.labels import tar_split_label
+from pycontainerd.migrate.ondemand import tar_split_labels
 from pycontainerd.mount import Mount
 
 from ._images import ImageView
@@ -253,8 +256,12 @@ class ImageCommitter:
         }
         mdata = json.dumps(manifest, separators=(",", ":")).encode()
         mdesc = Descriptor(mt.OCI_MANIFEST, _sha256(mdata), len(mdata))
-        mlabels = {f"{GC_CONTENT}.config": config_desc.digest}
-        mlabels.update({f"{GC_CONTENT}.l.{i}": d.digest for i, d in enumerate(layers)})
+        # On a migrated image the base's layer blobs are absent: the records that rebuild them stand for them.
+        records = tar_split_labels(content, layers, diff_ids)
+        mlabels = {f"{GC_CONTENT}.config": config_desc.digest, **records}
+        mlabels.update(
+            {f"{GC_CONTENT}.l.{i}": d.digest for i, d in enumerate(layers) if tar_split_label(i) not in records}
+        )
         write_blob(content, f"manifest-{mdesc.digest}", mdata, mdesc.digest, mlabels)
         ensure_labels(content, mdesc.digest, mlabels)
         return Committed(config_desc.digest, mdesc, ImageBase(doc, layers, config_desc.digest))

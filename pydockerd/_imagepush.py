@@ -4,12 +4,15 @@ The push runs here, over the Content API (as Docker's containerd store runs
 its own), so that any descriptor can be sent: a multi-platform image whose
 content is only partly here is pushed as the one manifest that is whole, as
 Docker does, rather than as an index the registry would refuse.  A lease
-holds what is being sent for the length of the push.
+holds what is being sent for the length of the push.  A migrated image's
+layer blobs are made first (:mod:`pycontainerd.migrate.ondemand`), shown
+as ``Compressing`` rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,14 +22,15 @@ from pycontainerd.content.helpers import ensure_labels
 from pycontainerd.errors import InvalidArgument, NotFound
 from pycontainerd.images import Image
 from pycontainerd.leases import Resource
+from pycontainerd.migrate.ondemand import COMPRESSED, COMPRESSING, materialize
 from pycontainerd.reference import Reference
-from pycontainerd.transfer import PushOptions, distribution_source_label, push_order
+from pycontainerd.transfer import Progress, ProgressFunc, PushOptions, distribution_source_label, push_order
 from pycontainerd.transfer import push as transfer_push
 
 from ._auth import AuthConfig
 from ._events import EventLog
 from ._manifests import platform_manifests, push_target
-from ._progress import Message, PushReporter, aux_message
+from ._progress import Message, PushReporter, aux_message, progress_bar, short_id
 from ._refs import familiar, familiar_name, is_dangling, parse_docker, with_tag
 
 __all__ = ["PushJob", "prepare_push", "run_push"]
@@ -87,6 +91,31 @@ def _has(client: Client) -> Callable[[str], bool]:
     return has
 
 
+def _compressing(emit: Callable[[Message], None]) -> ProgressFunc:
+    """A migrated image's layers being made, as Docker-style rows: ``Compressing`` with progress, ``Compressed``."""
+    lock = threading.Lock()
+
+    def report(p: Progress) -> None:
+        if not p.name.startswith("layer-") or p.event not in (COMPRESSING, COMPRESSED):
+            return
+        layer = short_id(p.name.removeprefix("layer-"))
+        with lock:
+            if p.event == COMPRESSING:
+                detail = {"current": p.progress, "total": p.total}
+                emit(
+                    {
+                        "status": "Compressing",
+                        "progressDetail": detail,
+                        "progress": progress_bar(p.progress, p.total),
+                        "id": layer,
+                    }
+                )
+            else:
+                emit({"status": "Compressed", "progressDetail": {}, "id": layer})
+
+    return report
+
+
 def run_push(
     client: Client, job: PushJob, emit: Callable[[Message], None], events: EventLog, insecure: set[str]
 ) -> None:
@@ -111,6 +140,8 @@ def _push_one(
     events: EventLog,
 ) -> None:
     ref = parse_docker(record.name)
+    # A migrated image's layer blobs are made first (pydockerd runs on the daemon's machine, as root).
+    record = materialize(client, record, progress=_compressing(emit))
     has = _has(client)
     entries, missing = platform_manifests(client.content, has, record.target)
     target = push_target(record.target, entries, missing, job.platform, familiar(ref))

@@ -24,6 +24,7 @@ from pycontainerd import platforms
 from pycontainerd.client import Client, RegistryOptions
 from pycontainerd.errors import AlreadyExists, InvalidArgument, NotFound
 from pycontainerd.images import Descriptor, Image
+from pycontainerd.images.identity import chain_id
 from pycontainerd.images.manifest import MAX_CONFIG_SIZE
 from pycontainerd.images.walk import image_platforms, image_size, manifest_for
 from pycontainerd.reference import Reference
@@ -125,8 +126,7 @@ class ImageService:
             try:
                 desc, manifest = manifest_for(documents, target, matcher)
                 config = self._read_config(manifest.config)
-                for layer in manifest.layers:
-                    self._client.content.info(layer.digest)
+                self._layers_here(manifest.layers, config)
                 size = image_size(documents, target, matcher)
             except NotFound:
                 continue
@@ -134,6 +134,23 @@ class ImageService:
             platform = platforms.Platform(os_, arch, str(config.get("variant", "")))
             return Resolved(desc, manifest, manifest.config.digest, config, platform, size)
         return None
+
+    def _layers_here(self, layers: Sequence[Descriptor], config: Mapping[str, Any]) -> None:
+        """NotFound unless each layer's blob is here, or the image is unpacked (its top snapshot exists).
+
+        An image whose layers live only in snapshots is whole, as containerd
+        keeps one after ``discard_unpacked_layers``: a migrated image is one.
+        """
+        try:
+            for layer in layers:
+                self._client.content.info(layer.digest)
+            return
+        except NotFound:
+            rootfs = config.get("rootfs")
+            diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+            if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+                raise
+        self._client.snapshotter(self._snapshotter).stat(chain_id([str(d) for d in diff_ids]))
 
     def views(self) -> list[ImageView]:
         """Every record whose content for some platform is here."""

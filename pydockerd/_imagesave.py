@@ -3,7 +3,8 @@
 Names are read as Docker reads them: an image ID saves the image without a
 name; a repository without a tag saves every tag of it; ``name:tag`` saves
 that tag.  With a platform, each image is saved as its one manifest for it.
-Everything is checked (404 for an unknown name) before the first byte goes.
+Everything is checked (404 for an unknown name) before the first byte goes,
+and a migrated image's layer blobs are made then (:mod:`pycontainerd.migrate.ondemand`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pycontainerd.client import Client
 from pycontainerd.content import open_blob
 from pycontainerd.errors import InvalidArgument, NotFound
 from pycontainerd.images import Image
+from pycontainerd.migrate.ondemand import materialize
 
 from ._errors import NoSuchImage
 from ._events import EventLog
@@ -77,11 +79,12 @@ def prepare_save(
         named = not by_id and "@" not in name
         records.append((record, record.name if named else ""))
     exports = []
-    for record, name in records:
-        target = record.target
+    for listed, name in records:
+        image = materialize(client, listed)  # a migrated image's layer blobs are made first
+        target = image.target
         if platform is not None:
             entries, missing = platform_manifests(client.content, has, target)
-            target = push_target(target, entries, missing, platform, familiar(parse_docker(record.name)))
+            target = push_target(target, entries, missing, platform, familiar(parse_docker(image.name)))
         labels: dict[str, str] = {}
         with contextlib.suppress(NotFound):
             labels = {k: v for k, v in client.content.info(target.digest).labels.items() if k.startswith(_SOURCE)}

@@ -36,7 +36,8 @@ __all__ = ["Backend", "Metadata", "check", "read_backend", "read_metadata"]
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _REMOVING = "rm-"
 _CHUNK = 1 << 20
-_REQUIRED = re.compile(r"\.(config|l\.\d+)$")  # a manifest's config and layers
+# A manifest's config and layers, and a migrated image's tar-split records (its only way to its layer blobs).
+_REQUIRED = re.compile(r"\.(config|l\.\d+|tar-split\.\d+)$")
 
 
 def _labels(text: str) -> dict[str, str]:

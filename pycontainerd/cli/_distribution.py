@@ -24,17 +24,21 @@ from ._common import BarRows, human_size, parse_labels, progress_display, report
 
 if TYPE_CHECKING:
     from ..client import Client, Credentials, RegistryOptions
+    from ..images import Image
     from ..transfer import Progress, ProgressFunc
 
 __all__ = ["add_archive_commands", "add_content_commands", "add_image_commands"]
 
 _UNPACK_STATES = frozenset({"unpacking", "unpacked", "already unpacked"})
+# A migrated image's layers are compressed before a push or export (pycontainerd.migrate.ondemand).
+_COMPRESS_STATES = frozenset({"compressing", "compressed"})
 _BLOB_STATES = frozenset(
     {"waiting", "downloading", "uploading", "exporting", "importing", "complete", "already exists", "mounted"}
     | _UNPACK_STATES
+    | _COMPRESS_STATES
 )
 # A layer being unpacked has all its bytes: its bar stays full.
-_DONE_STATES = frozenset({"complete", "already exists", "mounted"} | _UNPACK_STATES)
+_DONE_STATES = frozenset({"complete", "already exists", "mounted", "compressed"} | _UNPACK_STATES)
 
 
 class _Lines:
@@ -176,6 +180,7 @@ def _export(client: Client, args: argparse.Namespace) -> int:
     records = [client.images.get(str(parse_normalized(ref))) for ref in args.refs]
     if args.file == "-":
         with _display(args.quiet) as progress:
+            records = _with_blobs(client, records, progress)
             export(
                 client.content,
                 records,
@@ -188,6 +193,7 @@ def _export(client: Client, args: argparse.Namespace) -> int:
     fd, tmp = tempfile.mkstemp(prefix=".pyctr-export-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out, _display(args.quiet) as progress:
+            records = _with_blobs(client, records, progress)
             export(client.content, records, out, ExportOptions(args.format, matcher, progress=progress or _ignore))
         os.replace(tmp, args.file)
     except BaseException:
@@ -195,6 +201,13 @@ def _export(client: Client, args: argparse.Namespace) -> int:
             os.unlink(tmp)
         raise
     return 0
+
+
+def _with_blobs(client: Client, records: list[Image], progress: ProgressFunc | None) -> list[Image]:
+    """The records with the layer blobs of migrated images made (here: the views are mounted by this process)."""
+    from ..migrate.ondemand import materialize
+
+    return [materialize(client, record, progress=progress) for record in records]
 
 
 def _import(client: Client, args: argparse.Namespace) -> int:

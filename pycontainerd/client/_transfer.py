@@ -287,10 +287,12 @@ def push(
         dst = registry_pb2.OCIRegistry(reference=target_ref, resolver=_resolver_msg(registry))
         _transfer(client.connection, src, dst, registry=registry, remote=dst, progress=progress)
         return
+    from ..migrate.ondemand import materialize
     from ..transfer import PushOptions
     from ..transfer import push as local_push
 
-    record = client.images.get(source)
+    # A migrated image's layer blobs are made here first (the daemon's would, with a Transfer service).
+    record = materialize(client, client.images.get(source), progress=progress)
     matcher = platforms.any_of(*platform_list) if platform_list else platforms.ALL
     with registry.resolver() as resolver:
         local_push(

@@ -5,7 +5,13 @@ Reading never writes the Docker root: :func:`read_docker_root` returns a
 cannot be migrated, and :class:`LayerStream` / :func:`reassemble` rebuild
 each layer's exact tar stream from its tar-split record and overlay2
 ``diff`` directory.  :func:`migrate_docker` writes what was read into a
-daemon through its client (see :mod:`.importer` for what images become).
+daemon through its client (see :mod:`.importer` for what images become):
+committed snapshots and each layer's tar-split record (:mod:`.labels`),
+but no layer blobs.  Those are made when something needs them, a push or
+an export, by :mod:`.ondemand`: rebuilt from a read-only view of each
+layer's snapshot and its record, gzipped, checked against the diff id,
+and listed in a new manifest that the image's records then name (imported
+on its own, by the push and export paths, not with this package).
 """
 
 from __future__ import annotations

@@ -5,17 +5,20 @@ A transfer names a source and a destination as ``Any`` objects:
 a push.  The work runs on threads (:mod:`pycontainerd.transfer`); its
 progress goes back on the client's progress stream and its credential
 questions on the client's auth stream (both opened on the Streaming service),
-so the client's secrets never have to be stored in the daemon.
+so the client's secrets never have to be stored in the daemon.  A push of
+a migrated image makes its layer blobs first, here, where its snapshots are
+(:mod:`pycontainerd.migrate.ondemand`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +35,9 @@ from ..api.types.transfer import imagestore_pb2, progress_pb2, registry_pb2
 from ..diff.local import LocalDiffer
 from ..errors import InvalidArgument, NotFound, NotImplementedYet
 from ..metadata import DB
+from ..metadata.content import ContentStore
+from ..metadata.images import ImageStore
+from ..metadata.snapshots import SnapshotStore
 from ..remotes.docker import DockerResolver, HostOptions
 from ..streaming import Manager, Stream
 from ..transfer import FetchOptions, Progress, PushOptions, pull, push
@@ -250,7 +256,11 @@ class TransferService(pb_grpc.TransferServicer):
         opts = PushOptions(matcher=matcher_for(ps))
 
         def work() -> None:
+            from ..migrate.ondemand import materialize
+
             image = self._db.images(namespace).get(src.name)
+            stores = _Stores(self._db, namespace, self._default_snapshotter)
+            image = materialize(stores, image, progress=progress, cancel=cancel)
             with resolver:
                 push(
                     resolver,
@@ -266,6 +276,33 @@ class TransferService(pb_grpc.TransferServicer):
 
     def _lease(self, namespace: str, lease: str | None) -> _HeldLease:
         return _HeldLease(self._db, namespace, lease)
+
+
+class _Stores:
+    """One namespace of the daemon's stores, as :class:`~pycontainerd.migrate.ondemand.Stores` sees a daemon."""
+
+    def __init__(self, db: DB, namespace: str, default_snapshotter: str, lease: str | None = None) -> None:
+        self._db = db
+        self._namespace = namespace
+        self._default = default_snapshotter
+        self._lease = lease
+
+    @property
+    def content(self) -> ContentStore:
+        return self._db.content(self._namespace, self._lease)
+
+    @property
+    def images(self) -> ImageStore:
+        return self._db.images(self._namespace)
+
+    def snapshotter(self, name: str = "") -> SnapshotStore:
+        return self._db.snapshotter(name or self._default, self._namespace, self._lease)
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[_Stores]:
+        """The same stores under a temporary lease (a day's expiry), removed after the block."""
+        with _HeldLease(self._db, self._namespace, None) as held:
+            yield _Stores(self._db, self._namespace, self._default, held)
 
 
 class _HeldLease:

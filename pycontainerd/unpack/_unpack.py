@@ -14,7 +14,7 @@ from .._kmutex import KeyedMutex
 from ..content import Manager, Provider, read_blob
 from ..content.helpers import ensure_labels
 from ..diff.differ import LABEL_UNCOMPRESSED, Applier
-from ..errors import AlreadyExists, InvalidArgument
+from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..images import Descriptor
 from ..images.identity import chain_ids
 from ..images.manifest import parse_config
@@ -98,7 +98,10 @@ def unpack(
                     snapshotter, layer_applier, layer, diff_id=diff_id, chain=chain, parent=parent, report=report
                 ):
                     applied += 1
-        ensure_labels(content, layer.digest, {LABEL_UNCOMPRESSED: diff_id})
+        # A layer found unpacked may have no blob (containerd's discard_unpacked_layers; a migrated
+        # image, whose files only its snapshots hold): nothing to label then.  One applied now was read.
+        with contextlib.suppress(NotFound):
+            ensure_labels(content, layer.digest, {LABEL_UNCOMPRESSED: diff_id})
         parent = chain
     if chains:
         ensure_labels(content, manifest.config.digest, {LABEL_GC_SNAPSHOT + snapshotter_name: chains[-1]})

@@ -25,6 +25,7 @@ from pycontainerd.images import Descriptor
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.manifest import parse_manifest
 from pycontainerd.leases import Resource
+from pycontainerd.migrate.labels import tar_splits
 
 from .._commit import Committed, ImageBase
 
@@ -52,8 +53,10 @@ class LayerCache:
                 mdata = read_blob(content, info.digest)
                 manifest = parse_manifest(mdata, mt.OCI_MANIFEST)
                 doc = json.loads(read_blob(content, manifest.config.digest))
-                for layer in manifest.layers:
-                    content.info(layer.digest)
+                records = tar_splits(dict(info.labels))  # a migrated base's layers: rebuilt from these
+                for i, layer in enumerate(manifest.layers):
+                    if i not in records:
+                        content.info(layer.digest)
                 base = ImageBase(doc, tuple(manifest.layers), manifest.config.digest)
                 if base.chain_id:
                     self._client.snapshotter(self._snapshotter).stat(base.chain_id)

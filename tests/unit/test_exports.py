@@ -56,6 +56,7 @@ PACKAGES = [
     "pycontainerd.migrate.tarsplit",
     "pycontainerd.migrate.layerstream",
     "pycontainerd.migrate.importer",
+    "pycontainerd.migrate.ondemand",
     "pycontainerd.diff.apply",
     "pycontainerd.diff.compare",
     "pycontainerd.diff.compression",
