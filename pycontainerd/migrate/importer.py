@@ -68,11 +68,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from ..content import Info
+from ..content import Info, read_blob
 from ..errors import AlreadyExists, ContainerdError, InvalidArgument, NotFound
 from ..images import Descriptor, Image
 from ..images import mediatypes as mt
+from ..images.manifest import parse_manifest
 from ..leases import LABEL_EXPIRE
+from ..limits import current
 from ..reference import parse_normalized
 from ..snapshots import LABEL_SNAPSHOT_REF, exists
 from .dockerstore import read_docker_root
@@ -278,6 +280,8 @@ class _Job:
         self._leased: Client | None = None
         self.sizes: dict[str, int] = {}  # chain id -> stream length, once done (or verified)
         self.splits: dict[str, str] = {}  # chain id -> digest of its tar-split record, once stored
+        self._configs: dict[str, str | None] = {}  # manifest digest -> its config's, as read
+        self._dangling: dict[str, str] | None = None  # image id -> its dangling record, listed on first use
         self.failed: dict[str, str] = {}  # chain id -> why
 
     # -- plumbing ---------------------------------------------------------------
@@ -432,18 +436,21 @@ class _Job:
                 return self._failed(plan, f"layer {layer.chain_id}: {self.failed[layer.chain_id]}")
         manifest = build_manifest(image, sizes)
         target = Descriptor(mt.OCI_MANIFEST, _digest(manifest), len(manifest))
-        names = plan.names or (DANGLING_PREFIX + target.digest,)
         try:
+            names = plan.names or (self._dangling_name(image.id) or DANGLING_PREFIX + target.digest,)
+            held = all(self._record_holds(name, target, image.id) for name in names)
             if self.options.dry_run:
-                present = all(self._record_is(name, target) for name in names) and self.info(image.id) is not None
+                present = held and self.info(image.id) is not None
                 return self._done(plan, names, PRESENT if present else WOULD_MIGRATE)
             changed = self.report.layers_written != written
             changed |= self._blob(image.id, image.config, self._config_labels(image))
+            if held:  # every name is there already, maybe on the manifest a push made (see .ondemand)
+                return self._done(plan, names, MIGRATED if changed else PRESENT)
             labels = _manifest_labels(image, [self.splits[c] for c in image.layers])
             changed |= self._blob(target.digest, manifest, labels)
             recorded = 0
             for name in names:
-                made = self._record(name, target)
+                made = self._record(name, target, image.id)
                 if made is not None:
                     changed |= made
                     recorded += 1
@@ -475,14 +482,44 @@ class _Job:
             self.client.content.update(update, [f"labels.{k}" for k in missing])
         return bool(missing)
 
-    def _record_is(self, name: str, target: Descriptor) -> bool:
+    def _config_of(self, desc: Descriptor) -> str | None:
+        """The config digest of the manifest ``desc`` (None for anything else, or one that cannot be read)."""
+        if desc.digest not in self._configs:
+            config = None
+            if mt.is_manifest(desc.media_type) and desc.size <= current().max_manifest_size:
+                with contextlib.suppress(NotFound, InvalidArgument):
+                    config = parse_manifest(read_blob(self.client.content, desc.digest), desc.media_type).config.digest
+            self._configs[desc.digest] = config
+        return self._configs[desc.digest]
+
+    def _holds(self, record: Image, target: Descriptor, image_id: str) -> bool:
+        """Whether ``record`` names the image: the manifest made here, or another on its config.
+
+        A push or export replaces the manifest made here with one listing
+        compressed layers (:mod:`.ondemand`), and a pull of the same image
+        names its own; either way the record's image id is Docker's.
+        """
+        return record.target.digest == target.digest or self._config_of(record.target) == image_id
+
+    def _record_holds(self, name: str, target: Descriptor, image_id: str) -> bool:
         try:
-            return self.client.images.get(name).target.digest == target.digest
+            return self._holds(self.client.images.get(name), target, image_id)
         except NotFound:
             return False
 
-    def _record(self, name: str, target: Descriptor) -> bool | None:
-        """Create the record ``name``; False when it is there already, None (and a failure noted) for another image."""
+    def _dangling_name(self, image_id: str) -> str | None:
+        """The ``moby-dangling@…`` record that names the image already, if one does (its digest may be a push's)."""
+        if self._dangling is None:
+            self._dangling = {}
+            for record in self.client.images.list():
+                if record.name.startswith(DANGLING_PREFIX):
+                    config = self._config_of(record.target)
+                    if config is not None:
+                        self._dangling.setdefault(config, record.name)
+        return self._dangling.get(image_id)
+
+    def _record(self, name: str, target: Descriptor, image_id: str) -> bool | None:
+        """Create the record ``name``; False when it names the image already, None (and a failure noted) for another."""
         try:
             found = self.client.images.get(name)
         except NotFound:
@@ -491,7 +528,7 @@ class _Job:
                 return True
             except AlreadyExists:
                 found = self.client.images.get(name)
-        if found.target.digest == target.digest:
+        if self._holds(found, target, image_id):
             return False
         self.report.failures.append(
             f"{name}: already names another image ({found.target.digest}) in this namespace; left as it is"

@@ -28,8 +28,9 @@ from pycontainerd.client import Client
 from pycontainerd.content import read_blob
 from pycontainerd.errors import NotFound
 from pycontainerd.images.identity import chain_ids
-from pycontainerd.migrate.importer import LEASE_ID
+from pycontainerd.migrate.importer import DANGLING_PREFIX, LEASE_ID
 from pycontainerd.migrate.labels import LABEL_DIFF_ID, tar_splits
+from pycontainerd.migrate.ondemand import materialize
 from pycontainerd.reference import parse_normalized
 from tests.fixtures.daemon import PycontainerdDaemon, private_daemon
 from tests.migrate.conftest import Filled
@@ -234,3 +235,18 @@ def test_a_damaged_layer_costs_only_its_images(migrated: Migrated, tmp_path: Pat
     c = migrated.client.with_namespace("damaged")
     assert "docker.io/library/built:1" not in {i.name for i in c.images.list()}
     assert c.leases.list() == [] and all(s.kind.name == "COMMITTED" for s in c.snapshotter().walk())
+
+
+def test_a_dangling_image_made_complete_is_not_migrated_twice(migrated: Migrated) -> None:
+    """Its blobs made (as a push or save makes them), the dangling record is renamed after the new manifest: a rerun finds it."""
+    c = migrated.client
+    [dangling] = [i for i in c.images.list() if i.name.startswith(DANGLING_PREFIX)]
+    after = materialize(c, dangling)
+    assert after.name != dangling.name and after.name.startswith(DANGLING_PREFIX)
+    lease = c.leases.create_expiring(timedelta(minutes=1))
+    c.leases.delete(lease.id, sync=True)  # a synchronous collection: the manifest no record names goes now
+    before = _state(c)
+    r = pyctr(migrated.daemon, "migrate", "docker", "--from", str(migrated.root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nothing to do in namespace moby" in r.stdout
+    assert _state(c) == before

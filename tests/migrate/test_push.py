@@ -164,3 +164,27 @@ def test_a_fresh_dockerd_pulls_and_runs_it(pushed: Pushed, filled: Filled) -> No
         built = pushed.refs["built:1"]
         out = d.docker("run", "--rm", "--network", "none", built, "/bin/busybox", "cat", "/etc/copied", "/x/hard")
         assert out == "built\nz\n"
+
+
+def test_migrating_again_after_the_pushes_changes_nothing(pushed: Pushed, filled: Filled) -> None:
+    """The pushed images' records now name the manifests the pushes made: still Docker's images, left as they are."""
+    with Client(pushed.daemon.address, namespace=NS) as c:
+
+        def state() -> tuple[object, ...]:
+            records = sorted((i.name, i.target.digest) for i in c.images.list())
+            return records, sorted(i.digest for i in c.content.walk()), sorted(s.name for s in c.snapshotter().walk())
+
+        before = state()
+        dry = subprocess.run(
+            [*_pyctr(pushed.daemon), "migrate", "docker", "--dry-run", "--from", str(filled.root)],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert not [line for line in dry.stdout.splitlines() if line.startswith("would migrate")], dry.stdout
+        again = subprocess.run(
+            [*_pyctr(pushed.daemon), "migrate", "docker", "--from", str(filled.root)],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "nothing to do in namespace moby" in again.stdout
+        assert state() == before
