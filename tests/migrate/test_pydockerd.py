@@ -80,6 +80,12 @@ def test_docker_run_of_a_migrated_image(pydockerd: MigratingPydockerd) -> None:
     assert r.stdout == "two\na\n"
 
 
+def test_docker_run_of_every_migrated_tag(pydockerd: MigratingPydockerd, filled: Filled) -> None:
+    for tag in sorted(filled.tags):
+        r = pydockerd.docker("run", "--rm", tag, "/bin/busybox", "cat", "/etc/a")
+        assert r.stdout == "a\n", tag
+
+
 def test_a_restart_with_the_flag_writes_nothing(pydockerd: MigratingPydockerd, filled: Filled) -> None:
     before = _listed(pydockerd)
     pydockerd.stop()
