@@ -22,7 +22,7 @@ from ..errors import ContainerdError, InvalidArgument, NotFound, PermissionDenie
 __all__ = ["SafeDir", "clean_name", "os_error"]
 
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_FILE_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _NOATIME: Final = getattr(os, "O_NOATIME", 0)
 
 
@@ -177,12 +177,25 @@ class SafeDir:
         return self._walk(parts)
 
     def open_file_in(self, parent: int, parts: tuple[str, ...]) -> int:
-        """:meth:`open_file` of ``parts``, whose directory the caller holds open as ``parent`` (from :meth:`walk`)."""
+        """:meth:`open_file` of ``parts``, whose directory the caller holds open as ``parent`` (from :meth:`walk`).
+
+        The name is looked at before it is opened: opening a device node can
+        act on the device (as opening a FIFO can hang, which ``O_NONBLOCK``
+        prevents), so anything but a regular file is refused unopened.  The
+        descriptor is checked again after the open, for a name replaced
+        between the two.
+        """
+        name = parts[-1]
         try:
+            kind = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+            if stat.S_ISLNK(kind):
+                raise InvalidArgument(f"{quote(str(self.where(parts)))}: is a symbolic link")
+            if not stat.S_ISREG(kind):
+                raise InvalidArgument(f"{quote(str(self.where(parts)))}: not a regular file")
             try:
-                fd = os.open(parts[-1], _FILE_FLAGS | _NOATIME, dir_fd=parent)
+                fd = os.open(name, _FILE_FLAGS | _NOATIME, dir_fd=parent)
             except PermissionError:
-                fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=parent)  # O_NOATIME needs ownership or CAP_FOWNER
+                fd = os.open(name, _FILE_FLAGS, dir_fd=parent)  # O_NOATIME needs ownership or CAP_FOWNER
         except OSError as exc:
             raise os_error(self.where(parts), exc) from exc
         try:

@@ -73,7 +73,7 @@ from ..errors import AlreadyExists, ContainerdError, InvalidArgument, NotFound
 from ..images import Descriptor, Image
 from ..images import mediatypes as mt
 from ..images.manifest import parse_manifest
-from ..leases import LABEL_EXPIRE
+from ..leases import LABEL_EXPIRE, Resource
 from ..limits import current
 from ..reference import parse_normalized
 from ..snapshots import LABEL_SNAPSHOT_REF, exists
@@ -282,6 +282,7 @@ class _Job:
         self.splits: dict[str, str] = {}  # chain id -> digest of its tar-split record, once stored
         self._configs: dict[str, str | None] = {}  # manifest digest -> its config's, as read
         self._dangling: dict[str, str] | None = None  # image id -> its dangling record, listed on first use
+        self._hold_found = False  # whether what is found for the current image goes into the lease
         self.failed: dict[str, str] = {}  # chain id -> why
 
     # -- plumbing ---------------------------------------------------------------
@@ -328,10 +329,10 @@ class _Job:
         else:
             record = read_tar_split(layer)
             digest = _digest(record)
-            have_record = self.info(digest) is not None
-            have_snapshot = exists(self.client.snapshotter(self.snapshotter_name), layer.chain_id)
+            have_record = self._found(digest, "content")
+            have_snapshot = self._found(layer.chain_id, f"snapshots/{self.snapshotter_name}")
             if have_snapshot:
-                size = stream_length(layer)
+                size = stream_length(layer, record)
                 self._record_blob(layer, record, digest, have_record)
                 self.emit(Event("layer", layer.chain_id, PRESENT if have_record else DONE, size, size))
             else:
@@ -339,6 +340,26 @@ class _Job:
             self.splits[layer.chain_id] = digest
         self.sizes[layer.chain_id] = size
         return size
+
+    def _found(self, id: str, kind: str) -> bool:
+        """Whether the blob or snapshot ``id`` is there; held by the lease first when no record holds the image.
+
+        An image whose records are gone (removed, say) may have left its
+        layers to the collector: what is found for it is taken into the
+        lease, then looked at again, so it cannot go between the look and
+        the record that will hold it.
+        """
+        if not self._there(id, kind):
+            return False
+        if not self._hold_found:
+            return True
+        self.leased.leases.add_resource(LEASE_ID, Resource(id=id, type=kind))
+        return self._there(id, kind)
+
+    def _there(self, id: str, kind: str) -> bool:
+        if kind == "content":
+            return self.info(id) is not None
+        return exists(self.client.snapshotter(self.snapshotter_name), id)
 
     def _verify(self, layer: LayerRecord) -> int:
         """Dry run: rebuild the stream to nowhere, which checks its digest."""
@@ -425,6 +446,7 @@ class _Job:
         if below is not None:
             return self._failed(plan, f"layer {below}: {self.failed[below]}")
         self.emit(Event("image", image.id, VERIFYING if self.options.dry_run else MIGRATING, names=plan.names))
+        self._hold_found = not self.options.dry_run and not self._named(plan)
         written = self.report.layers_written
         sizes = []
         for layer in self.store.layer_chain(image):
@@ -465,7 +487,7 @@ class _Job:
 
     def _blob(self, digest: str, data: bytes, labels: dict[str, str]) -> bool:
         """Store ``data`` with ``labels`` unless it is there with them; whether anything was written."""
-        if self.info(digest) is None:
+        if not self._found(digest, "content"):
             from ..content.helpers import write_blob
 
             write_blob(self.leased.content, f"migrate-{digest}", data, expected=digest, labels=labels)
@@ -506,6 +528,18 @@ class _Job:
             return self._holds(self.client.images.get(name), target, image_id)
         except NotFound:
             return False
+
+    def _named(self, plan: Planned) -> bool:
+        """Whether records name the image already under all its names (a dangling one under any)."""
+        if not plan.names:
+            return self._dangling_name(plan.image.id) is not None
+        for name in plan.names:
+            try:
+                if self._config_of(self.client.images.get(name).target) != plan.image.id:
+                    return False
+            except NotFound:
+                return False
+        return True
 
     def _dangling_name(self, image_id: str) -> str | None:
         """The ``moby-dangling@…`` record that names the image already, if one does (its digest may be a push's)."""

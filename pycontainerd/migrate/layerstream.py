@@ -77,7 +77,10 @@ MAX_TAR_SPLIT: Final = 256 << 20
 
 def _tar_split(path: Path) -> BinaryIO:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not hang us
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a device is refused before it is opened
+            raise InvalidArgument(f"{quote(str(path))}: not a regular file")
+        # O_NONBLOCK: nor may a FIFO put there after the look hang the open
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise os_error(path, exc) from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -138,16 +141,17 @@ class LayerStream:
         self.result = result
 
 
-def stream_length(layer: LayerRecord) -> int:
+def stream_length(layer: LayerRecord, record: bytes | None = None) -> int:
     """How many bytes the layer's tar stream has, from its tar-split record alone (no file is read).
 
     A writer that must announce a size before the stream (a reader of known
     length, a progress total) asks this first; the rebuild itself still
-    checks every file's size against the record.
+    checks every file's size against the record.  ``record``: the record
+    already read (:func:`read_tar_split`), else it is read from its file.
     """
     total = 0
     try:
-        with _tar_split(layer.tar_split) as ts:
+        with io.BytesIO(record) if record is not None else _tar_split(layer.tar_split) as ts:
             for entry in read_entries(ts):
                 total += len(entry.payload) if isinstance(entry, Segment) else entry.size
     except ContainerdError as exc:

@@ -38,7 +38,7 @@ from typing import BinaryIO, Final, Protocol
 
 from ..errors import InvalidArgument, quote
 from ._crc64 import Crc64
-from ._safefs import clean_name
+from ._safefs import clean_name, os_error
 
 __all__ = [
     "FILE",
@@ -280,6 +280,12 @@ class TarAssembler:
         self._result = Assembled("sha256:" + sha.hexdigest() if sha is not None else "", size, files)
 
     def _contents(self, entry: FileEntry) -> Iterator[bytes]:
+        try:
+            yield from self._read(entry)
+        except OSError as exc:  # the disk failed under a file (EIO): named, not a traceback
+            raise os_error(f"file {entry.display}", exc) from exc
+
+    def _read(self, entry: FileEntry) -> Iterator[bytes]:
         crc = Crc64() if self._check_crc else None
         left = entry.size
         with self._source.open(entry.name) as f:

@@ -28,7 +28,7 @@ from pycontainerd.client import Client
 from pycontainerd.content import read_blob
 from pycontainerd.errors import NotFound
 from pycontainerd.images.identity import chain_ids
-from pycontainerd.migrate.importer import DANGLING_PREFIX, LEASE_ID
+from pycontainerd.migrate.importer import DANGLING_PREFIX, LEASE_ID, Event, MigrateOptions, migrate_docker
 from pycontainerd.migrate.labels import LABEL_DIFF_ID, tar_splits
 from pycontainerd.migrate.ondemand import materialize
 from pycontainerd.reference import parse_normalized
@@ -250,3 +250,23 @@ def test_a_dangling_image_made_complete_is_not_migrated_twice(migrated: Migrated
     assert r.returncode == 0, r.stdout + r.stderr
     assert "nothing to do in namespace moby" in r.stdout
     assert _state(c) == before
+
+
+def test_what_a_rerun_finds_for_an_image_without_records_is_held(migrated: Migrated) -> None:
+    """Records removed, a rerun finds the layers the collector may take: it holds them before it counts on them."""
+    c = migrated.client.with_namespace("held")
+    migrate_docker(c, migrated.root)
+    made = _state(c)
+    for record in c.images.list():
+        c.images.delete(record.name)
+    collected = []
+
+    def collect_at_first_find(event: Event) -> None:
+        if event.kind == "layer" and event.state == "already present" and not collected:
+            lease = c.leases.create_expiring(timedelta(minutes=1))
+            c.leases.delete(lease.id, sync=True)  # a collection between the look and the record
+            collected.append(event.subject)
+
+    report = migrate_docker(c, migrated.root, MigrateOptions(progress=collect_at_first_find))
+    assert collected and report.ok
+    assert _state(c) == made

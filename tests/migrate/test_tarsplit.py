@@ -9,11 +9,13 @@ round trip must give back the very bytes of the tar.
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pycontainerd.errors import InvalidArgument, NotFound
+from pycontainerd.errors import InvalidArgument, NotFound, Unknown
 from pycontainerd.migrate import (
     DiffDirSource,
     FileEntry,
@@ -237,6 +239,7 @@ def file_entry(name: str, data: bytes) -> dict[str, object]:
         ("tolink", InvalidArgument, r'diff/tolink": is a symbolic link'),
         ("missing", NotFound, r'diff/missing": no such file or directory'),
         ("fifo", InvalidArgument, r'diff/fifo": not a regular file'),
+        ("dev", InvalidArgument, r'diff/dev": not a regular file'),
         ("dir", InvalidArgument, r'diff/dir": not a regular file'),
     ],
 )
@@ -249,6 +252,7 @@ def test_files_are_read_only_from_inside_the_directory(
     (diff / "link").symlink_to(tmp_path)
     (diff / "tolink").symlink_to(tmp_path / "outside")
     os.mkfifo(diff / "fifo")
+    os.mknod(diff / "dev", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # refused before it is opened
     record = record_of(file_entry(name, b"secret"))
     with pytest.raises(error, match=message):
         rebuild(record, diff)
@@ -300,3 +304,25 @@ def test_any_tree_round_trips(tmp_path_factory: pytest.TempPathFactory, files: d
     target = tmp_path_factory.mktemp("tree") / "diff"
     extract(original, target)
     assert rebuild(disassemble(original), target, chunk_size=1000) == original
+
+
+class _FailingFile(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: object) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+class _FailingDisk:
+    """A file source whose disk fails under every read, as a dying disk does."""
+
+    def open(self, name: bytes) -> io.RawIOBase:
+        return _FailingFile()
+
+
+def test_a_read_error_names_the_file_in_one_error() -> None:
+    record = record_of(file_entry("etc/f", b"data"))
+    assembler = TarAssembler(read_entries(io.BytesIO(record)), _FailingDisk())  # type: ignore[arg-type]
+    with pytest.raises(Unknown, match=r'"file etc/f": Input/output error'):
+        b"".join(assembler.chunks())
