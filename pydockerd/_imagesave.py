@@ -79,8 +79,11 @@ def prepare_save(
         named = not by_id and "@" not in name
         records.append((record, record.name if named else ""))
     exports = []
+    made: dict[str, Image] = {}  # record name -> the record materialized: a name given twice is made once
     for listed, name in records:
-        image = materialize(client, listed)  # a migrated image's layer blobs are made first
+        if listed.name not in made:  # a migrated image's layer blobs are made first
+            made[listed.name] = materialize(client, listed)
+        image = made[listed.name]
         target = image.target
         if platform is not None:
             entries, missing = platform_manifests(client.content, has, target)

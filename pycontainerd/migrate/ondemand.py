@@ -23,14 +23,22 @@ For each layer whose blob is absent:
   to is bounded by the layer's size before anything is read;
 * a gzip blob already stored for the diff id (another image sharing the
   layer was materialized before) is taken as it is, as containerd trusts
-  the ``containerd.io/uncompressed`` label.
+  the ``containerd.io/uncompressed`` label, once it is in the lease: the
+  image that made it may be deleted, and the collector run, meanwhile.
+
+A layer whose blob is absent though the manifest lists it compressed (a
+blob deleted after an earlier call) is rebuilt the same way when its
+tar-split record is labelled with the config's diff id for it.  The views
+are mounted read-only, ``nodev``, ``nosuid`` and ``noexec``; those of a
+snapshotter whose views are copies (not overlayfs) one at a time.
 
 Then a new manifest is written: the same config (the image id and the diff
 ids never change), those layers as ``…tar+gzip`` with their new digests
 and sizes, the layers that were present as they were, and the gc labels a
 pull writes.  Every record that named the old manifest is pointed at it.
 All of it runs under a lease, so the collector takes nothing meanwhile; a
-second call finds the blobs and changes nothing.
+second call finds the blobs and changes nothing, and one holding a
+``moby-dangling@`` record an earlier call renamed gets the renamed one.
 
 The functions take the core interfaces (:class:`Stores`): the daemon calls
 them on its metadata stores, a client on its proxies — on the daemon's
@@ -96,6 +104,11 @@ MAX_CONCURRENT: Final = 4
 # record is larger than three times its stream; the MiB covers the smallest layers.
 _RECORD_RATIO: Final = 3
 _RECORD_SLACK: Final = 1 << 20
+# How many entries a record may hold: each tar header (512 bytes) makes at most a segment and a file
+# entry; the slack covers the end-of-archive segments.
+_ENTRY_SLACK: Final = 16
+#: The snapshotters whose views share the committed snapshot's files; another's view is a copy.
+_SHARED_VIEWS: Final = frozenset({"overlayfs"})
 
 ProgressFunc = Callable[[Progress], None]
 
@@ -193,12 +206,19 @@ def tar_split_labels(content: Manager, layers: Sequence[Descriptor], diff_ids: S
 
 @dataclass(frozen=True)
 class _Layer:
-    """One absent layer to produce: where it is in the manifest, what rebuilds it and where its files are."""
+    """One absent layer to produce: where it is in the manifest, what rebuilds it and where its files are.
+
+    ``desc`` is the uncompressed stream's descriptor (digest the diff id);
+    when the manifest does not tell its size (a compressed layer whose
+    blob went missing) ``sized`` is off, and the layer size limit bounds
+    the stream instead.
+    """
 
     index: int
     desc: Descriptor
     chain_id: str
     record: str  # the tar-split blob's digest
+    sized: bool = True  # whether desc.size is the stream's
 
     @property
     def diff_id(self) -> str:
@@ -238,14 +258,25 @@ def _plan(content: content_api.Store, image: Image, snapshotter: str) -> _Plan:
         where = f"image {quote(image.name)}: layer {i} ({desc.digest})"
         if i not in records:
             raise NotFound(f"{where}: its blob is not in the content store and no tar-split record rebuilds it")
-        if not _uncompressed(desc) or desc.digest != diff_id:
+        if _uncompressed(desc) and desc.digest == diff_id:
+            absent.append(_Layer(i, desc, chains[i], records[i]))
+        elif _labelled_for(content, records[i], diff_id):  # a compressed blob lost: its stream is rebuilt all the same
+            absent.append(_Layer(i, Descriptor(mt.OCI_LAYER, diff_id, 0), chains[i], records[i], sized=False))
+        else:
             raise InvalidArgument(
                 f"{where}: its blob is absent and it is not the uncompressed layer {diff_id} a tar-split record rebuilds"
             )
-        absent.append(_Layer(i, desc, chains[i], records[i]))
     if not snapshotter:
         snapshotter = _unpacked_in(content, manifest.config.digest, chains[-1] if chains else "")
     return _Plan(manifest, json.loads(data), labels, tuple(absent), snapshotter)
+
+
+def _labelled_for(content: Manager, record: str, diff_id: str) -> bool:
+    """Whether the stored blob ``record`` is a tar-split record labelled for the layer ``diff_id``."""
+    try:
+        return content.info(record).labels.get(LABEL_DIFF_ID) == diff_id
+    except NotFound:
+        return False
 
 
 def _unpacked_in(content: Manager, config: str, top: str) -> str:
@@ -262,6 +293,10 @@ def _unpacked_in(content: Manager, config: str, top: str) -> str:
 
 class _NotTheLayer(InvalidArgument):
     """The rebuilt stream is not the layer's (its digest differs): a changed file, or a record of another layer."""
+
+
+class _Stopped(Canceled):
+    """A layer given up because another failed (or was canceled): never the error the caller gets."""
 
 
 class _Ingest(io.RawIOBase):
@@ -295,23 +330,49 @@ class _Ingest(io.RawIOBase):
         return "sha256:" + self._sha.hexdigest()
 
 
-def _record_entries(raw: BinaryIO, limit: int) -> Iterator[TarSplitEntry]:
-    """The entries of a gzip tar-split record, refusing one that expands past ``limit`` bytes."""
+def _record_entries(raw: BinaryIO, limit: int, max_entries: int, check: Callable[[], None]) -> Iterator[TarSplitEntry]:
+    """The entries of a gzip tar-split record, refusing one that expands past ``limit`` bytes or ``max_entries`` entries.
+
+    ``check`` runs before each entry: entries that yield no bytes (empty
+    segments, empty files) would otherwise never reach a cancel.
+    """
     decoder = TarSplitDecoder()
-    total = 0
+    total = entries = 0
+
+    def counted(batch: list[TarSplitEntry]) -> Iterator[TarSplitEntry]:
+        nonlocal entries
+        for entry in batch:
+            check()
+            entries += 1
+            if entries > max_entries:
+                raise InvalidArgument(
+                    f"the tar-split record holds more than {max_entries} entries, more than its layer can need"
+                )
+            yield entry
+
     for chunk in decompressed_chunks(raw, Compression.GZIP):
+        check()
         total += len(chunk)
         if total > limit:
             raise InvalidArgument(f"the tar-split record expands past {limit} bytes, more than its layer can need")
-        yield from decoder.feed(chunk)
-    yield from decoder.close()
+        yield from counted(decoder.feed(chunk))
+    yield from counted(decoder.close())
+
+
+#: Mount options the views never keep, and those they always get: read-only, and no file in them is
+#: a device, a set-id program or anything executable (a record names the files the daemon opens).
+_VIEW_DROPPED: Final = frozenset({"rw", "ro", "dev", "suid", "exec"})
+_VIEW_OPTIONS: Final = ("ro", "nodev", "nosuid", "noexec")
 
 
 @contextlib.contextmanager
 def _read_only(mounts: Sequence[Mount]) -> Iterator[Path]:
-    """The view's mounts on a temporary directory, read-only whatever they say."""
-    ro = [Mount(m.type, m.source, (*(o for o in m.options if o not in ("rw", "ro")), "ro"), m.target) for m in mounts]
-    with mounted(ro) as root:
+    """The view's mounts on a temporary directory, read-only, nodev, nosuid and noexec whatever they say."""
+    safe = [
+        Mount(m.type, m.source, (*(o for o in m.options if o not in _VIEW_DROPPED), *_VIEW_OPTIONS), m.target)
+        for m in mounts
+    ]
+    with mounted(safe) as root:
         yield root
 
 
@@ -333,29 +394,44 @@ class _Producer:
         if self._progress is not None:
             self._progress(p)
 
+    def _check(self) -> None:
+        """Canceled once the caller cancels or another layer failed."""
+        if self._cancel.is_set():
+            raise Canceled(f"making the layer blobs of {quote(self._name)} canceled")
+        if self._stop.is_set():
+            raise _Stopped("stopped: another layer failed")
+
     def run(self, max_concurrent: int) -> dict[int, Descriptor]:
         todo = self._plan.absent
         for layer in todo:
             self._emit(Progress(event="waiting", name=ref_key(layer.desc), total=layer.desc.size, desc=layer.desc))
+        if self._views_are_copies():
+            max_concurrent = 1  # each view holds a whole copy of its snapshot's tree
         with ThreadPoolExecutor(max(1, min(max_concurrent, len(todo))), thread_name_prefix="ondemand") as pool:
             futures = [pool.submit(self._one, layer) for layer in todo]
             errors: list[BaseException] = []
             for f in futures:
                 try:
                     f.result()
-                except BaseException as e:  # the others stop at their next chunk
-                    self._stop.set()
+                except BaseException as e:
                     errors.append(e)
         if errors:
-            failed = [e for e in errors if not isinstance(e, Canceled) or self._cancel.is_set()]
+            failed = [e for e in errors if not isinstance(e, _Stopped)]  # the failure, or the caller's cancel
             raise (failed or errors)[0]
         return {layer.index: f.result() for layer, f in zip(todo, futures, strict=True)}
+
+    def _views_are_copies(self) -> bool:
+        if not self._plan.absent:
+            return False
+        name = getattr(self._stores.snapshotter(self._plan.snapshotter), "name", self._plan.snapshotter)
+        return name not in _SHARED_VIEWS
 
     def _one(self, layer: _Layer) -> Descriptor:
         try:
             found = self._reusable(layer.diff_id) or self._rebuild(layer)
-        except ContainerdError as e:
-            if isinstance(e, Canceled):
+        except BaseException as e:
+            self._stop.set()  # the others stop at their next entry or chunk, not once this one's turn comes
+            if isinstance(e, Canceled) or not isinstance(e, ContainerdError):
                 raise
             raise type(e)(f"{layer.what(self._name)}: {e}") from e
         size = layer.desc.size
@@ -363,9 +439,14 @@ class _Producer:
         return found
 
     def _reusable(self, diff_id: str) -> Descriptor | None:
-        """A gzip blob already stored for ``diff_id`` (as a layer descriptor), if there is one."""
+        """A gzip blob already stored for ``diff_id`` (as a layer descriptor), if there is one, held by the lease.
+
+        Only another image holds it until the new manifest does: deleted
+        meanwhile, a collection (one removing a view triggers it) would
+        take it, and the manifest would name a blob that is not there.
+        """
         for info in self._content.walk([f'labels."{LABEL_UNCOMPRESSED}"=="{diff_id}"']):
-            if info.digest == diff_id:
+            if info.digest == diff_id or not self._hold(info.digest):
                 continue
             try:
                 reader = self._content.reader_at(info.digest)
@@ -379,8 +460,26 @@ class _Producer:
                 return Descriptor(mt.OCI_LAYER_GZIP, info.digest, info.size)
         return None
 
-    def _record(self, layer: _Layer) -> int:
-        """Check the tar-split blob before reading it; how many bytes it may expand to."""
+    def _hold(self, digest: str) -> bool:
+        """Take the stored blob ``digest`` into the lease; whether it is still here.
+
+        An ingest expecting a stored blob fails with AlreadyExists, and the
+        store adds the blob to the writer's lease then; when it is not
+        stored the ingest just opened is dropped.
+        """
+        ref = f"{KEY_PREFIX}hold-{secrets.token_hex(6)}"
+        try:
+            writer = open_writer(self._content, ref, expected=digest)
+        except AlreadyExists:
+            return _present(self._content, digest)
+        with contextlib.suppress(Exception):
+            writer.close()
+        with contextlib.suppress(Exception):
+            self._content.abort(ref)
+        return False
+
+    def _record(self, layer: _Layer) -> tuple[int, int]:
+        """Check the tar-split blob before reading it; how many bytes and entries it may expand to."""
         try:
             info = self._content.info(layer.record)
         except NotFound:
@@ -395,9 +494,11 @@ class _Producer:
         limit = current().max_layer_size
         if layer.desc.size > limit:
             raise exceeded(f"a layer of {layer.desc.size} bytes", "max_layer_size", limit)
-        return _RECORD_RATIO * layer.desc.size + _RECORD_SLACK
+        size = layer.desc.size if layer.sized else limit
+        return _RECORD_RATIO * size + _RECORD_SLACK, 2 * (size // 512) + _ENTRY_SLACK
 
     def _rebuild(self, layer: _Layer) -> Descriptor:
+        self._check()
         expands = self._record(layer)
         sn = self._stores.snapshotter(self._plan.snapshotter)
         key = f"{KEY_PREFIX}{secrets.token_hex(6)} {layer.chain_id}"
@@ -412,32 +513,31 @@ class _Producer:
             with contextlib.suppress(ContainerdError):
                 sn.remove(key)
 
-    def _stream(self, layer: _Layer, root: Path, expands: int, *, check_crc: bool) -> Iterator[bytes]:
+    def _stream(self, layer: _Layer, root: Path, expands: tuple[int, int], *, check_crc: bool) -> Iterator[bytes]:
         """The layer's tar stream from its record and the files under ``root``; never longer than the layer."""
-        limit = layer.desc.size
+        limit = layer.desc.size if layer.sized else current().max_layer_size
         with (
             open_blob(self._content, layer.record) as raw,
             SafeDir.open(root) as tree,
             DiffDirSource(tree) as source,
         ):
-            assembler = TarAssembler(_record_entries(raw, expands), source, check_crc=check_crc)
+            entries = _record_entries(raw, *expands, self._check)
+            assembler = TarAssembler(entries, source, check_crc=check_crc)
             size = 0
             for chunk in assembler.chunks():
                 size += len(chunk)
                 if size > limit:
-                    raise InvalidArgument(f"the rebuilt tar stream is longer than the layer's {limit} bytes")
-                if self._stop.is_set():
-                    raise Canceled("stopped: another layer failed")
-                if self._cancel.is_set():
-                    raise Canceled(f"making the layer blobs of {quote(self._name)} canceled")
+                    what = "the layer's" if layer.sized else "max_layer_size,"
+                    raise InvalidArgument(f"the rebuilt tar stream is longer than {what} {limit} bytes")
+                self._check()
                 yield chunk
             result = assembler.result
-        if result.size != limit:
+        if layer.sized and result.size != limit:
             raise InvalidArgument(f"the rebuilt tar stream is {result.size} bytes, not the layer's {limit}")
         if result.digest != layer.diff_id:
             raise _NotTheLayer(f"the rebuilt tar stream has digest {result.digest}, not its diff id")
 
-    def _compress(self, layer: _Layer, root: Path, expands: int) -> Descriptor:
+    def _compress(self, layer: _Layer, root: Path, expands: tuple[int, int]) -> Descriptor:
         content = self._content
         ref = f"{KEY_PREFIX}{layer.diff_id}-{secrets.token_hex(4)}"
         writer = open_writer(content, ref)
@@ -469,7 +569,7 @@ class _Producer:
             raise
         return Descriptor(mt.OCI_LAYER_GZIP, out.digest, out.size)
 
-    def _precisely(self, layer: _Layer, root: Path, expands: int) -> InvalidArgument | None:
+    def _precisely(self, layer: _Layer, root: Path, expands: tuple[int, int]) -> InvalidArgument | None:
         """The error that names the file at fault: the stream again, with the record's CRCs checked (slow, so only now)."""
         try:
             for _ in self._stream(layer, root, expands, check_crc=True):
@@ -507,11 +607,51 @@ def _write_manifest(content: content_api.Store, plan: _Plan, made: dict[int, Des
     return target
 
 
-def _retarget(images: images_api.Store, image: Image, old: Descriptor, new: Descriptor) -> Image:
+def _config_of(content: Provider, target: Descriptor) -> str | None:
+    """The config digest of the manifest ``target``; None when it is not here (or not a manifest)."""
+    if not mt.is_manifest(target.media_type):
+        return None
+    try:
+        return _read_manifest(content, target)[0].config.digest
+    except (NotFound, InvalidArgument):
+        return None
+
+
+def _dangling_of(images: images_api.Store, content: Provider, config: str, digest: str = "") -> Image | None:
+    """The ``moby-dangling@`` record of the image with ``config``: the one named after ``digest`` first."""
+    if digest:
+        with contextlib.suppress(NotFound):
+            return images.get(DANGLING_PREFIX + digest)
+    for record in sorted(images.list(), key=lambda r: r.name):
+        if record.name.startswith(DANGLING_PREFIX) and _config_of(content, record.target) == config:
+            return record
+    return None
+
+
+def _current(stores: Stores, image: Image) -> Image:
+    """The record as it is now: an earlier call may have moved it, and renamed a dangling one after its new manifest.
+
+    A ``docker save <id> <id>``, or two saves of one dangling image at
+    once, hold the name the first call removed.
+    """
+    try:
+        return stores.images.get(image.name)
+    except NotFound:
+        pass
+    if image.name.startswith(DANGLING_PREFIX):
+        config = _config_of(stores.content, image.target)
+        if config is not None:
+            return _dangling_of(stores.images, stores.content, config) or image
+    return image
+
+
+def _retarget(images: images_api.Store, content: Provider, image: Image, old: Descriptor, new: Descriptor) -> Image:
     """Point every record naming ``old`` at ``new`` (a dangling one is renamed after it); ``image``'s record after.
 
     The records of one manifest are one image: left on the old manifest,
     the other names would keep it alive and be made again at their push.
+    A dangling record another call renamed meanwhile is found by its name
+    after ``new``, or by its config.
     """
     name = image.name
     for record in images.list([f'target.digest=="{old.digest}"']):
@@ -525,7 +665,16 @@ def _retarget(images: images_api.Store, image: Image, old: Descriptor, new: Desc
                 name = made.name
         else:
             images.update(replace(record, target=new), ["target"])
-    return images.get(name)
+    try:
+        return images.get(name)
+    except NotFound:
+        if not name.startswith(DANGLING_PREFIX):
+            raise
+        config = _config_of(content, new)
+        renamed = _dangling_of(images, content, config, new.digest) if config else None
+        if renamed is None:
+            raise
+        return renamed
 
 
 def materialize(
@@ -549,12 +698,11 @@ def materialize(
     InvalidArgument when a record is damaged or the rebuilt stream is not
     the layer; nothing half-written stays and no record changes then.
     """
-    with contextlib.suppress(NotFound):  # the record as it is now: an earlier call may have moved it
-        image = stores.images.get(image.name)
+    image = _current(stores, image)
     if not needs_blobs(stores.content, image.target):
         return image
     plan = _plan(stores.content, image, snapshotter)
     with stores.lease() as leased:
         made = _Producer(leased, plan, image.name, progress, cancel).run(max_concurrent)
         target = _write_manifest(leased.content, plan, made)
-        return _retarget(leased.images, image, image.target, target)
+        return _retarget(leased.images, leased.content, image, image.target, target)

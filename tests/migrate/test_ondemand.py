@@ -21,13 +21,17 @@ import os
 import secrets
 import tarfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from pycontainerd import images as images_api
 from pycontainerd import platforms
 from pycontainerd.client import Client
 from pycontainerd.content import open_blob, read_blob, write_blob
@@ -39,18 +43,24 @@ from pycontainerd.images import Descriptor, Image
 from pycontainerd.images import mediatypes as mt
 from pycontainerd.images.identity import chain_ids
 from pycontainerd.images.manifest import parse_manifest
+from pycontainerd.migrate.importer import DANGLING_PREFIX
 from pycontainerd.migrate.labels import LABEL_DIFF_ID, tar_split_label
 from pycontainerd.migrate.ondemand import (
     COMPRESSED,
     COMPRESSING,
     KEY_PREFIX,
+    Stores,
+    _read_only,
+    _record_entries,
     find_tar_split,
     materialize,
     needs_blobs,
     tar_split_labels,
 )
-from pycontainerd.snapshots import exists
+from pycontainerd.mount import Mount
+from pycontainerd.snapshots import Snapshotter, exists
 from pycontainerd.transfer import Progress
+from pydockerd._imagesave import prepare_save
 from tests.fixtures.daemon import PycontainerdDaemon, private_daemon
 from tests.migrate.test_tarsplit import disassemble, info, make_tar
 
@@ -423,3 +433,258 @@ def test_a_file_grown_in_the_snapshot_is_named(daemon: PycontainerdDaemon, clien
     with open(_layer_dir(daemon, m, 0) / "bin" / "tool", "ab") as f:
         f.write(b"more")
     _fails(client, m, InvalidArgument, "layer 0", "bin/tool", "longer on disk")
+
+
+# -- races and bounds: held blobs, renamed records, entries, stops, copies ------------
+
+
+def _layers(client: Client, image: Image) -> tuple[Descriptor, ...]:
+    return parse_manifest(read_blob(client.content, image.target.digest), image.target.media_type).layers
+
+
+def _collect(client: Client) -> None:
+    """Wait for a collection: what no one holds is gone after it."""
+    held = client.leases.create_expiring(timedelta(minutes=1))
+    client.leases.delete(held.id, sync=True)
+
+
+def test_a_blob_taken_from_another_image_is_held_until_the_manifest_is(client: Client) -> None:
+    first = two_layers(client, "docker.io/library/a:1")
+    base = _layers(client, materialize(client, first.image))[0]
+    second = migrated(client, "docker.io/library/b:1", [make_tar(BASE), make_tar([(info("z"), b"z\n" * 100)])])
+    deleted: list[str] = []
+
+    def meanwhile(p: Progress) -> None:
+        # The base layer's blob is taken from a:1: a docker rmi of it and a collection then must not lose it.
+        if p.event == COMPRESSED and p.name == f"layer-{second.diff_ids[0]}" and not deleted:
+            client.images.delete("docker.io/library/a:1")
+            deleted.append("a:1")
+            _collect(client)
+
+    image = materialize(client, second.image, progress=meanwhile, max_concurrent=1)
+    assert deleted and _layers(client, image)[0] == base
+    _collect(client)
+    assert client.content.info(base.digest).labels[UNCOMPRESSED] == second.diff_ids[0]
+    assert not needs_blobs(client.content, image.target)
+    with open_blob(client.content, base.digest) as f:
+        assert gzip.decompress(f.read()) == second.tars[0]
+
+
+@pytest.mark.parametrize("docker_types", [False, True])
+def test_a_compressed_layer_whose_blob_is_lost_is_made_again(client: Client, docker_types: bool) -> None:
+    m = two_layers(client)
+    image = materialize(client, m.image)
+    if docker_types:  # a manifest of Docker's media types, as a push or a pull may leave one
+        doc = json.loads(read_blob(client.content, image.target.digest))
+        doc["mediaType"] = mt.DOCKER_MANIFEST
+        doc["config"]["mediaType"] = mt.DOCKER_CONFIG
+        for layer in doc["layers"]:
+            layer["mediaType"] = mt.DOCKER_LAYER_GZIP
+        data = json.dumps(doc).encode()
+        labels = dict(client.content.info(image.target.digest).labels)
+        target = Descriptor(mt.DOCKER_MANIFEST, _digest(data), len(data))
+        with client.lease() as leased:
+            put(leased.content, "docker", data, target.digest, labels)
+            image = leased.images.update(dataclasses.replace(image, target=target), ["target"])
+    kept, lost = _layers(client, image)
+    client.content.delete(lost.digest)  # an earlier call's blob, taken by a collection
+    assert needs_blobs(client.content, image.target)
+
+    healed = materialize(client, image)
+
+    layers = _layers(client, healed)
+    assert _stream(client, layers[1]) == m.tars[1]
+    assert layers[0] == kept  # the present one as it was
+    expected = mt.DOCKER_LAYER_GZIP if docker_types else mt.OCI_LAYER_GZIP
+    assert [layer.media_type for layer in layers] == [expected] * 2
+    assert not needs_blobs(client.content, healed.target)
+
+
+def test_a_lost_compressed_blob_with_a_record_of_another_layer_is_refused(client: Client) -> None:
+    m = two_layers(client)
+    image = materialize(client, m.image)
+    client.content.delete(_layers(client, image)[1].digest)
+    m = dataclasses.replace(m, image=image)
+    _replace_record(client, m, 1, read_blob(client.content, m.records[0]), diff_id=m.diff_ids[0])
+    _fails(client, m, InvalidArgument, "layer 1", "not the uncompressed layer", m.diff_ids[1])
+
+
+@pytest.mark.parametrize("snapshotter", ["overlayfs", "native"])
+def test_the_views_are_read_only_nodev_nosuid_noexec(client: Client, snapshotter: str) -> None:
+    m = two_layers(client, snapshotter=snapshotter)
+    with client.lease() as leased:  # as materialize holds its views: a collection meanwhile leaves them
+        sn = leased.snapshotter(snapshotter)
+        key = f"{KEY_PREFIX}test {m.chains[1]}"
+        mounts = sn.view(key, m.chains[1])
+        try:
+            with _read_only(mounts) as root:
+                flags = os.statvfs(root).f_flag
+                assert (root / "opt" / "new").read_bytes() == b"new\n"
+        finally:
+            sn.remove(key)
+    for flag in (os.ST_RDONLY, os.ST_NODEV, os.ST_NOSUID, os.ST_NOEXEC):
+        assert flags & flag, flag
+
+
+def test_options_that_would_undo_them_are_dropped(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"f")
+    with _read_only([Mount("bind", str(tmp_path), ("rbind", "rw", "dev", "suid", "exec"))]) as root:
+        flags = os.statvfs(root).f_flag
+    assert flags & (os.ST_RDONLY | os.ST_NODEV | os.ST_NOSUID | os.ST_NOEXEC) == (
+        os.ST_RDONLY | os.ST_NODEV | os.ST_NOSUID | os.ST_NOEXEC
+    )
+
+
+def _dangling(client: Client) -> tuple[Migrated, Image]:
+    """A migrated image known only by its dangling record, as the migration names an untagged one."""
+    m = two_layers(client, "tmp:1")
+    stale = client.images.create(dataclasses.replace(m.image, name=DANGLING_PREFIX + m.image.target.digest))
+    client.images.delete("tmp:1")
+    return m, stale
+
+
+def test_a_dangling_record_renamed_by_an_earlier_call(client: Client) -> None:
+    m, stale = _dangling(client)
+    old = read_blob(client.content, m.image.target.digest)
+    with client.lease() as held:  # the old manifest stays readable, as while a concurrent call plans on it
+        put(held.content, "old", old, m.image.target.digest)
+        first = materialize(client, stale)
+        assert first.name == DANGLING_PREFIX + first.target.digest
+        assert materialize(client, stale) == first  # docker save <id> <id>: the name is gone, the image is not
+    assert [i.name for i in client.images.list()] == [first.name]
+
+
+def test_a_dangling_record_renamed_by_a_concurrent_call(client: Client) -> None:
+    m, stale = _dangling(client)
+    inner: list[Image] = []
+
+    def meanwhile(p: Progress) -> None:
+        # The other call runs to its end after this one has made its blobs: it renames the record first.
+        if p.event == COMPRESSED and p.name == f"layer-{m.diff_ids[1]}" and not inner:
+            inner.append(materialize(client, stale))
+
+    outer = materialize(client, stale, progress=meanwhile, max_concurrent=1)
+    assert inner == [outer] and outer.name == DANGLING_PREFIX + outer.target.digest
+    assert [i.name for i in client.images.list()] == [outer.name]
+
+
+def test_a_save_naming_a_dangling_image_twice(client: Client) -> None:
+    _, stale = _dangling(client)
+    job = prepare_save(client, lambda name: (stale, True), [stale.target.digest] * 2, None)
+    (record,) = client.images.list()
+    assert job.targets == [record.target.digest] * 2
+    assert not needs_blobs(client.content, record.target)
+
+
+def _with_empty_segments(record: bytes, count: int) -> bytes:
+    return gzip.compress(b'{"type":2,"payload":null}\n' * count + gzip.decompress(record))
+
+
+def test_a_record_with_more_entries_than_its_layer_can_hold(client: Client) -> None:
+    m = two_layers(client)
+    # Entries that add nothing to the stream: the stream is still the layer's, but the record is not a layer's.
+    count = 2 * len(m.tars[0]) // 512 + 20
+    _replace_record(client, m, 0, _with_empty_segments(read_blob(client.content, m.records[0]), count))
+    _fails(client, m, InvalidArgument, "layer 0", "entries")
+
+
+def test_entries_that_make_no_bytes_still_hear_a_cancel() -> None:
+    record = gzip.compress(b'{"type":2,"payload":null}\n' * 1000)
+    checks: list[int] = []
+
+    def check() -> None:
+        checks.append(1)
+        if len(checks) > 10:
+            raise Canceled("canceled")
+
+    with pytest.raises(Canceled):
+        for _ in _record_entries(io.BytesIO(record), 1 << 20, 10_000, check):
+            pass
+    assert len(checks) == 11
+
+
+def test_a_failed_layer_stops_the_others_at_once(client: Client) -> None:
+    big = make_tar([(info("big"), os.urandom(8 << 20))])
+    m = migrated(client, "docker.io/library/big:1", [big, make_tar(BASE)])
+    client.content.delete(m.records[1])  # layer 1 fails at once
+    events: list[Progress] = []
+
+    def slow(p: Progress) -> None:
+        first = p.event == COMPRESSING and not [e for e in events if e.event == COMPRESSING]
+        events.append(p)
+        if first and p.name == f"layer-{m.diff_ids[0]}":
+            time.sleep(0.5)  # layer 1 has failed long before layer 0 goes on
+
+    with pytest.raises(NotFound, match="layer 1"):
+        materialize(client, m.image, progress=slow, max_concurrent=2)
+    assert not [e for e in events if e.event == COMPRESSED]
+
+
+class _Views:
+    """How many views are open at once, at most; each view waits a moment for a second one to open."""
+
+    def __init__(self) -> None:
+        self.open = self.most = 0
+        self._cond = threading.Condition()
+
+    def opened(self) -> None:
+        with self._cond:
+            self.open += 1
+            self.most = max(self.most, self.open)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.open > 1, timeout=0.5)
+
+    def closed(self) -> None:
+        with self._cond:
+            self.open -= 1
+
+
+class _CountedSnapshotter:
+    def __init__(self, inner: Snapshotter, views: _Views) -> None:
+        self._inner = inner
+        self._views = views
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def view(self, key: str, parent: str, labels: Mapping[str, str] | None = None) -> list[Mount]:
+        mounts = self._inner.view(key, parent, labels)
+        self._views.opened()
+        return mounts
+
+    def remove(self, key: str) -> None:
+        self._views.closed()
+        self._inner.remove(key)
+
+
+class _Counted:
+    """The client's stores, with views counted."""
+
+    def __init__(self, inner: Client, views: _Views) -> None:
+        self._inner = inner
+        self.views = views
+
+    @property
+    def content(self) -> ContentStore:
+        return self._inner.content
+
+    @property
+    def images(self) -> images_api.Store:
+        return self._inner.images
+
+    def snapshotter(self, name: str = "") -> _CountedSnapshotter:
+        return _CountedSnapshotter(self._inner.snapshotter(name), self.views)
+
+    @contextmanager
+    def lease(self) -> Iterator[_Counted]:
+        with self._inner.lease() as leased:
+            yield _Counted(leased, self.views)
+
+
+@pytest.mark.parametrize(("snapshotter", "most"), [("native", 1), ("overlayfs", 2)])
+def test_views_that_are_copies_are_made_one_at_a_time(client: Client, snapshotter: str, most: int) -> None:
+    m = two_layers(client, snapshotter=snapshotter)
+    stores = _Counted(client, _Views())
+    image = materialize(cast(Stores, stores), m.image, max_concurrent=4)
+    assert stores.views.most == most
+    assert [_stream(client, layer) for layer in _layers(client, image)] == m.tars
