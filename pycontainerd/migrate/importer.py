@@ -109,7 +109,7 @@ BATCH: Final = 256 << 10
 REPORT_EVERY: Final = 4 << 20
 
 # States of an image or layer event, in the order they can come.
-MIGRATING, VERIFYING, APPLYING, STORING = "migrating", "verifying", "applying", "storing"
+MIGRATING, VERIFYING, APPLYING = "migrating", "verifying", "applying"
 VERIFIED, DONE, PRESENT, FAILED = "verified", "done", "already present", "failed"
 WOULD_MIGRATE, MIGRATED = "would migrate", "migrated"
 
@@ -372,7 +372,8 @@ class _Job:
         return counter.size
 
     def _progress(self, layer: LayerRecord, state: str, total: int) -> Callable[[int], None]:
-        return lambda n: self.emit(Event("layer", layer.chain_id, state, n, total))
+        """Progress of ``layer``; a total known only roughly (Docker's size, headers left out) grows with what passed."""
+        return lambda n: self.emit(Event("layer", layer.chain_id, state, n, max(total, n)))
 
     def _import(self, layer: LayerRecord, record: bytes, digest: str, have_record: bool) -> int:
         """Apply the layer's rebuilt stream into a new snapshot, then store its tar-split record; the stream's length.
