@@ -172,19 +172,26 @@ def wait_ready(daemon: Daemon, timeout: float = START_TIMEOUT) -> None:
     daemon.ready_after = time.monotonic() - daemon.launched
 
 
-def stop(daemon: Daemon) -> None:
-    """SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT`; then kill anything left in its session."""
-    proc = daemon.proc
+def terminate(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; then kill anything left in its session.
+
+    ``proc`` must lead a session of its own (started with ``start_new_session``):
+    its pid is then the process group id of all it started.
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=STOP_TIMEOUT)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-    # The session we created has the daemon's pid as its process group id.
+            proc.wait(timeout=timeout)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def stop(daemon: Daemon) -> None:
+    """The daemon and anything left in its session gone (:func:`terminate`)."""
+    terminate(daemon.proc)
 
 
 def _mounts_under(root: Path) -> list[str]:

@@ -80,16 +80,8 @@ def _spawn(argv: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, SIGKILL after :data:`STOP_TIMEOUT`, then whatever is left in its session."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """:func:`bench.daemons.terminate` with an engine's longer grace (dockerd stops its containers first)."""
+    daemons.terminate(proc, STOP_TIMEOUT)
 
 
 def kill_mentioning(base: Path) -> None:

@@ -447,7 +447,8 @@ class _Job:
         if below is not None:
             return self._failed(plan, f"layer {below}: {self.failed[below]}")
         self.emit(Event("image", image.id, VERIFYING if self.options.dry_run else MIGRATING, names=plan.names))
-        self._hold_found = not self.options.dry_run and not self._named(plan)
+        named = self._named(plan)  # records name it under every name already, maybe on a push's manifest
+        self._hold_found = not self.options.dry_run and not named
         written = self.report.layers_written
         sizes = []
         for layer in self.store.layer_chain(image):
@@ -461,13 +462,12 @@ class _Job:
         target = Descriptor(mt.OCI_MANIFEST, _digest(manifest), len(manifest))
         try:
             names = plan.names or (self._dangling_name(image.id) or DANGLING_PREFIX + target.digest,)
-            held = all(self._record_holds(name, target, image.id) for name in names)
             if self.options.dry_run:
-                present = held and self.info(image.id) is not None
+                present = named and self.info(image.id) is not None
                 return self._done(plan, names, PRESENT if present else WOULD_MIGRATE)
             changed = self.report.layers_written != written
             changed |= self._blob(image.id, image.config, self._config_labels(image))
-            if held:  # every name is there already, maybe on the manifest a push made (see .ondemand)
+            if named:
                 return self._done(plan, names, MIGRATED if changed else PRESENT)
             labels = _manifest_labels(image, [self.splits[c] for c in image.layers])
             changed |= self._blob(target.digest, manifest, labels)
@@ -523,12 +523,6 @@ class _Job:
         names its own; either way the record's image id is Docker's.
         """
         return record.target.digest == target.digest or self._config_of(record.target) == image_id
-
-    def _record_holds(self, name: str, target: Descriptor, image_id: str) -> bool:
-        try:
-            return self._holds(self.client.images.get(name), target, image_id)
-        except NotFound:
-            return False
 
     def _named(self, plan: Planned) -> bool:
         """Whether records name the image already under all its names (a dangling one under any)."""

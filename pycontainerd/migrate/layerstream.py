@@ -90,6 +90,11 @@ def _tar_split(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+def _record(layer: LayerRecord, record: bytes | None) -> BinaryIO:
+    """The layer's tar-split record to read: the bytes already read, else its file."""
+    return io.BytesIO(record) if record is not None else _tar_split(layer.tar_split)
+
+
 def read_tar_split(layer: LayerRecord) -> bytes:
     """The layer's tar-split record as stored (gzip), at most :data:`MAX_TAR_SPLIT` bytes; not parsed here."""
     with _tar_split(layer.tar_split) as f:
@@ -123,9 +128,8 @@ class LayerStream:
     def __iter__(self) -> Iterator[bytes]:
         layer = self.layer
         try:
-            record = io.BytesIO(self.record) if self.record is not None else _tar_split(layer.tar_split)
             with (
-                record as ts,
+                _record(layer, self.record) as ts,
                 SafeDir.open(layer.diff_dir) as diff,
                 DiffDirSource(diff) as source,
             ):
@@ -151,7 +155,7 @@ def stream_length(layer: LayerRecord, record: bytes | None = None) -> int:
     """
     total = 0
     try:
-        with io.BytesIO(record) if record is not None else _tar_split(layer.tar_split) as ts:
+        with _record(layer, record) as ts:
             for entry in read_entries(ts):
                 total += len(entry.payload) if isinstance(entry, Segment) else entry.size
     except ContainerdError as exc:
